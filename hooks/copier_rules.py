@@ -1,0 +1,112 @@
+"""Evaluate copier.yml's questions for cookiecutter.
+
+copier.yml is the single source of truth for questions, types, choices and
+validators. Copier applies them itself; cookiecutter's hooks call this module
+to apply the very same rules to cookiecutter's answers, so both tools accept
+and refuse the same answers with the same messages.
+
+Only the standard library, PyYAML and Jinja2 are used: cookiecutter itself
+depends on both, so the hooks run in whatever environment cookiecutter runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+
+# How copier turns an answer into its question's type.
+_CASTS = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": lambda value: value if isinstance(value, bool) else str(value).lower() in {"1", "true", "y", "yes", "on"},
+    "json": json.loads,
+    "yaml": yaml.safe_load,
+}
+
+
+class RefusedAnswer(ValueError):
+    """An answer that copier.yml's rules refuse; the message names the field."""
+
+
+def _include_loader(root: Path) -> type[yaml.SafeLoader]:
+    """A YAML loader that understands copier's `!include` tag."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def include(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        pattern = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+        documents = [yaml.load(path.read_text(), Loader) for path in sorted(root.glob(pattern))]
+        return documents[0] if len(documents) == 1 else documents
+
+    Loader.add_constructor("!include", include)
+    return Loader
+
+
+def load_copier_config(repo_dir: Path) -> dict[str, Any]:
+    """copier.yml as copier sees it: all YAML documents merged into one mapping."""
+    loader = _include_loader(repo_dir)
+    merged: dict[str, Any] = {}
+    for document in yaml.load_all((repo_dir / "copier.yml").read_text(), loader):
+        merged.update(document or {})
+    return merged
+
+
+def questions(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The questions users answer: not settings (`_x`), not computed (`when: false`)."""
+    return {
+        name: spec
+        for name, spec in config.items()
+        if not name.startswith("_") and isinstance(spec, dict) and spec.get("when") is not False
+    }
+
+
+def _environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+def _choice_values(spec: dict[str, Any]) -> list[Any]:
+    choices = spec.get("choices") or []
+    return list(choices.values()) if isinstance(choices, dict) else list(choices)
+
+
+def cast_answers(config: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """Cast cookiecutter's answers (mostly strings) to copier's types, or refuse."""
+    answers: dict[str, Any] = {}
+    for name, spec in questions(config).items():
+        type_name = spec.get("type", "str")
+        value = raw[name]
+        try:
+            answers[name] = _CASTS[type_name](value)
+        except (TypeError, ValueError) as error:
+            raise RefusedAnswer(f'{name}: "{value}" is not of type "{type_name}"') from error
+        allowed = _choice_values(spec)
+        if allowed and answers[name] not in allowed:
+            accepted = ", ".join(str(choice) for choice in allowed)
+            raise RefusedAnswer(f'{name}: "{value}" is not one of the choices ({accepted})')
+    return answers
+
+
+def validate(config: dict[str, Any], answers: dict[str, Any]) -> None:
+    """Render each question's validator in order, as copier does; refuse on the first message."""
+    environment = _environment()
+    for name, spec in questions(config).items():
+        template = spec.get("validator")
+        if not template:
+            continue
+        message = environment.from_string(template).render(**answers).strip()
+        if message:
+            raise RefusedAnswer(message)
+
+
+def excluded_paths(config: dict[str, Any], context: dict[str, Any]) -> list[str]:
+    """The `_exclude` entries that render to a path for these answers."""
+    environment = _environment()
+    rendered = (environment.from_string(entry).render(cookiecutter=context).strip() for entry in config.get("_exclude", []))
+    return [path for path in rendered if path]

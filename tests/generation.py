@@ -1,0 +1,92 @@
+"""Generate a service from this repository with either tool, the same way in every test."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import copier
+import yaml
+from cookiecutter.main import cookiecutter
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = ("copier", "cookiecutter")
+
+
+def copier_questions() -> dict[str, dict[str, Any]]:
+    """copier.yml's questions (what users answer), in order."""
+    from hooks.copier_rules import load_copier_config, questions
+
+    return questions(load_copier_config(REPO))
+
+
+def default_answers() -> dict[str, Any]:
+    """The default answer to every question that has a literal default."""
+    return {
+        name: spec["default"]
+        for name, spec in copier_questions().items()
+        if "default" in spec and "{{" not in str(spec["default"])
+    }
+
+
+@dataclass
+class Generated:
+    """The outcome of one generation: a project folder, or the reason it was refused."""
+
+    tool: str
+    project: Path | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@contextmanager
+def _private_tempdir(scratch: Path) -> Iterator[None]:
+    """cookiecutter leaves its repository copies and rendered hooks in the temp dir: keep them in ours."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(scratch)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+
+
+def generate(tool: str, answers: Mapping[str, Any], workdir: Path, *, src: Path = REPO, vcs_ref: str = "HEAD") -> Generated:
+    """Render the template with `tool` into `workdir`; never raises on refused answers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if tool == "copier":
+        destination = workdir / "project"
+        try:
+            copier.run_copy(
+                str(src), destination, data=dict(answers), defaults=True, vcs_ref=vcs_ref, quiet=True, unsafe=False
+            )
+        except Exception as error:  # copier raises ValueError subclasses for refused answers
+            return Generated(tool, None, str(error))
+        return Generated(tool, destination, None)
+    if tool == "cookiecutter":
+        scratch = workdir / "tmp"
+        scratch.mkdir(exist_ok=True)
+        output = workdir / "output"
+        context = {key: str(value) for key, value in answers.items()}
+        with _private_tempdir(scratch):
+            try:
+                project = cookiecutter(str(src), no_input=True, extra_context=context, output_dir=str(output))
+            except Exception as error:  # FailedHookException, or ValueError for an unknown choice
+                return Generated(tool, None, f"{error}\n{getattr(error, '__cause__', '') or ''}")
+        return Generated(tool, Path(project), None)
+    raise ValueError(f"unknown tool {tool!r}; expected one of {TOOLS}")
+
+
+def tree(project: Path) -> dict[str, bytes]:
+    """Every file of a generated project by relative path, with its bytes."""
+    return {str(path.relative_to(project)): path.read_bytes() for path in sorted(project.rglob("*")) if path.is_file()}
+
+
+def read_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
