@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,32 @@ from cookiecutter.main import cookiecutter
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = ("copier", "cookiecutter")
+
+
+@cache
+def template_source() -> Path:
+    """This repository's files as a user's clone would have them, including uncommitted changes.
+
+    cookiecutter copies the whole template folder before its pre_prompt hook,
+    virtual environments and caches included; a snapshot of the files git
+    tracks (or would track) keeps that copy small, and tests what users get.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    snapshot = Path(_SNAPSHOTS.name) / "headroom"
+    for relative in filter(None, listed.split("\0")):
+        if (REPO / relative).is_file():
+            (snapshot / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / relative, snapshot / relative)
+    return snapshot
+
+
+_SNAPSHOTS = tempfile.TemporaryDirectory(prefix="headroom-template-")
 
 
 def copier_questions() -> dict[str, dict[str, Any]]:
@@ -57,9 +86,16 @@ def _private_tempdir(scratch: Path) -> Iterator[None]:
         tempfile.tempdir = previous
 
 
-def generate(tool: str, answers: Mapping[str, Any], workdir: Path, *, src: Path = REPO, vcs_ref: str = "HEAD") -> Generated:
-    """Render the template with `tool` into `workdir`; never raises on refused answers."""
+def generate(
+    tool: str, answers: Mapping[str, Any], workdir: Path, *, src: Path | None = None, vcs_ref: str | None = None
+) -> Generated:
+    """Render the template with `tool` into `workdir`; never raises on refused answers.
+
+    By default the template is the working tree's snapshot; give `src` (a git
+    repository) and `vcs_ref` to render a committed state, as `copier update` needs.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
+    src = src or template_source()
     if tool == "copier":
         destination = workdir / "project"
         try:

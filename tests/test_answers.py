@@ -1,0 +1,124 @@
+"""Which answers each tool accepts and refuses, declared as data.
+
+Refused answers go through each tool's command line, as a user would type
+them: the run must fail, say what is wrong (the field, the value and what
+would be accepted) in the same words under both tools, and leave no project
+behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.generation import TOOLS, generate, template_source
+
+
+@dataclass(frozen=True)
+class Refusal:
+    answers: dict[str, object]
+    # Every fragment must appear in the output of both tools.
+    says: tuple[str, ...]
+
+
+REFUSED: dict[str, Refusal] = {
+    "empty-project-name": Refusal({"project_name": "  "}, ("project_name: must not be empty",)),
+    "slug-with-capitals": Refusal(
+        {"project_slug": "MyService"},
+        ('project_slug: "MyService" is not a valid package name; use lowercase letters, digits and underscores',),
+    ),
+    "slug-starting-with-digit": Refusal({"project_slug": "1service"}, ('project_slug: "1service" is not a valid',)),
+    "slug-with-dash": Refusal({"project_slug": "my-service"}, ('project_slug: "my-service" is not a valid',)),
+    "slug-is-keyword": Refusal({"project_slug": "class"}, ('project_slug: "class" is reserved',)),
+    "unknown-python": Refusal({"python_version": "3.9"}, ("python_version", "3.9", "3.11", "3.12", "3.13")),
+    "unknown-driver": Refusal({"db_driver": "trio"}, ("db_driver", "trio", "async", "sync")),
+    "unknown-target": Refusal(
+        {"deployment_target": "nomad"}, ("deployment_target", "nomad", "docker-compose", "kubernetes", "systemd")
+    ),
+    "workers-zero": Refusal({"workers": 0}, ("workers: 0 is not accepted; use a whole number from 1 to 256",)),
+    "workers-not-a-number": Refusal({"workers": "many"}, ("workers: many is not accepted; use a whole number",)),
+    "workers-fraction": Refusal({"workers": 2.5}, ("workers: 2.5 is not accepted; use a whole number",)),
+    "pool-size-zero": Refusal({"pool_size": 0}, ("pool_size: 0 is not accepted; use a whole number from 1 to 1000",)),
+    "max-overflow-negative": Refusal(
+        {"max_overflow": -1}, ("max_overflow: -1 is not accepted; use a whole number from 0 to 1000",)
+    ),
+    "pool-timeout-zero": Refusal({"pool_timeout": 0}, ("pool_timeout: 0 is not accepted; use a whole number of seconds",)),
+    "max-connections-zero": Refusal({"db_max_connections": 0}, ("db_max_connections: 0 is not accepted",)),
+    "reserved-negative": Refusal(
+        {"db_reserved_connections": -1}, ("db_reserved_connections: -1 is not accepted; use a whole number from 0 to 99",)
+    ),
+    "reserved-equals-max": Refusal(
+        {"db_reserved_connections": 100},
+        ("db_reserved_connections: 100 must be below db_max_connections (100); use at most 99",),
+    ),
+    "budget-exceeded": Refusal(
+        {"workers": 4, "pool_size": 20, "max_overflow": 10},
+        (
+            "connection budget exceeded: workers x (pool_size + max_overflow) = 4 x (20 + 10) = 120 connections, "
+            "but db_max_connections - db_reserved_connections = 100 - 10 = 90 are available; "
+            "the largest pool_size that fits is 12 (with max_overflow 10)",
+        ),
+    ),
+    "budget-no-pool-fits": Refusal(
+        {"workers": 100, "pool_size": 1, "max_overflow": 0},
+        ("no pool_size fits with max_overflow 0 and 100 workers; lower max_overflow or workers",),
+    ),
+    "budget-small-server": Refusal(
+        {"db_max_connections": 20, "db_reserved_connections": 3},
+        ("= 2 x (5 + 5) = 20 connections", "= 20 - 3 = 17 are available", "the largest pool_size that fits is 3"),
+    ),
+}
+
+# Edges that must be accepted: the budget exactly full, no overflow, one worker, no reserve.
+ACCEPTED: dict[str, dict[str, object]] = {
+    "budget-exactly-full": {"workers": 9, "pool_size": 5, "max_overflow": 5},
+    "no-overflow-one-worker": {"workers": 1, "pool_size": 1, "max_overflow": 0},
+    "no-reserve": {"db_max_connections": 20, "db_reserved_connections": 0},
+    "reserve-one-below-max": {"workers": 1, "pool_size": 1, "max_overflow": 0, "db_reserved_connections": 99},
+}
+
+
+def run_cli(tool: str, answers: dict[str, object], workdir: Path) -> subprocess.CompletedProcess[str]:
+    workdir.mkdir(parents=True)
+    if tool == "copier":
+        data = [arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")]
+        command = ["-m", "copier", "copy", "--defaults", *data, str(template_source()), "project"]
+    else:
+        extra = [f"{key}={value}" for key, value in answers.items()]
+        command = ["-m", "cookiecutter", "--no-input", "--output-dir", "output", str(template_source()), *extra]
+    # cookiecutter leaves its temporary repository copy and rendered hooks in TMPDIR: keep them in the test's folder.
+    environment = {**os.environ, "TMPDIR": str(workdir)}
+    return subprocess.run(
+        [sys.executable, *command], cwd=workdir, env=environment, capture_output=True, text=True, check=False
+    )
+
+
+def generated_files(workdir: Path) -> list[Path]:
+    """What a run left in its folder, less cookiecutter's scratch files in TMPDIR."""
+    outputs = [workdir / "project", workdir / "output"]
+    return [path for folder in outputs if folder.exists() for path in folder.rglob("*")]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("case", REFUSED.values(), ids=REFUSED.keys())
+def test_refused_answers_fail_with_a_clear_message_and_leave_nothing(
+    case: Refusal, tool: str, tmp_path: Path
+) -> None:
+    result = run_cli(tool, case.answers, tmp_path / "run")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for fragment in case.says:
+        assert fragment in output
+    assert generated_files(tmp_path / "run") == []
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("answers", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_edge_answers_are_accepted(answers: dict[str, object], tool: str, tmp_path: Path) -> None:
+    result = generate(tool, answers, tmp_path)
+    assert result.ok, result.error
