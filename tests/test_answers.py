@@ -56,30 +56,48 @@ REFUSED: dict[str, Refusal] = {
         {"db_reserved_connections": 100},
         ("db_reserved_connections: 100 must be below db_max_connections (100); use at most 99",),
     ),
+    "replicas-zero": Refusal({"replicas": 0}, ("replicas: 0 is not accepted; use a whole number from 1 to 1000",)),
+    "max-surge-negative": Refusal({"max_surge": -1}, ("max_surge: -1 is not accepted; use a whole number from 0",)),
     "budget-exceeded": Refusal(
         {"workers": 4, "pool_size": 20, "max_overflow": 10},
         (
-            "connection budget exceeded: workers x (pool_size + max_overflow) = 4 x (20 + 10) = 120 connections, "
+            "connection budget exceeded: (replicas + max_surge) x workers x (pool_size + max_overflow) = "
+            "(1 + 1) x 4 x (20 + 10) = 240 connections, "
             "but db_max_connections - db_reserved_connections = 100 - 10 = 90 are available; "
-            "the largest pool_size that fits is 12 (with max_overflow 10)",
+            "the largest pool_size that fits is 1 (with max_overflow 10); the largest worker count that fits is 1",
         ),
     ),
     "budget-no-pool-fits": Refusal(
-        {"workers": 100, "pool_size": 1, "max_overflow": 0},
-        ("no pool_size fits with max_overflow 0 and 100 workers; lower max_overflow or workers",),
+        {"workers": 50, "pool_size": 1, "max_overflow": 0},
+        (
+            "no pool_size fits with max_overflow 0 and 50 workers;",
+            "the largest worker count that fits is 45",
+        ),
+    ),
+    "budget-rolling-deploy": Refusal(
+        {"replicas": 3, "max_surge": 2, "workers": 2},
+        ("(3 + 2) x 2 x (5 + 5) = 100 connections", "the largest pool_size that fits is 4", "the largest worker count that fits is 1"),
     ),
     "budget-small-server": Refusal(
-        {"db_max_connections": 20, "db_reserved_connections": 3},
-        ("= 2 x (5 + 5) = 20 connections", "= 20 - 3 = 17 are available", "the largest pool_size that fits is 3"),
+        {"db_max_connections": 40, "db_reserved_connections": 3},
+        ("= 40 connections", "= 40 - 3 = 37 are available", "the largest pool_size that fits is 4"),
     ),
 }
 
 # Edges that must be accepted: the budget exactly full, no overflow, one worker, no reserve.
 ACCEPTED: dict[str, dict[str, object]] = {
-    "budget-exactly-full": {"workers": 9, "pool_size": 5, "max_overflow": 5},
+    "budget-exactly-full": {"replicas": 3, "max_surge": 0, "workers": 3, "pool_size": 5, "max_overflow": 5},
     "no-overflow-one-worker": {"workers": 1, "pool_size": 1, "max_overflow": 0},
-    "no-reserve": {"db_max_connections": 20, "db_reserved_connections": 0},
-    "reserve-one-below-max": {"workers": 1, "pool_size": 1, "max_overflow": 0, "db_reserved_connections": 99},
+    "no-surge": {"replicas": 4, "max_surge": 0},
+    "no-reserve": {"db_max_connections": 40, "db_reserved_connections": 0},
+    "reserve-one-below-max": {
+        "replicas": 1,
+        "max_surge": 0,
+        "workers": 1,
+        "pool_size": 1,
+        "max_overflow": 0,
+        "db_reserved_connections": 99,
+    },
 }
 
 
