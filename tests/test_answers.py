@@ -58,6 +58,8 @@ REFUSED: dict[str, Refusal] = {
     ),
     "replicas-zero": Refusal({"replicas": 0}, ("replicas: 0 is not accepted; use a whole number from 1 to 1000",)),
     "max-surge-negative": Refusal({"max_surge": -1}, ("max_surge: -1 is not accepted; use a whole number from 0",)),
+    "privileged-port": Refusal({"http_port": 80}, ("http_port: 80 is not accepted; use a whole number from 1024 to 65535",)),
+    "graceful-timeout-zero": Refusal({"graceful_timeout": 0}, ("graceful_timeout: 0 is not accepted",)),
     "budget-exceeded": Refusal(
         {"workers": 4, "pool_size": 20, "max_overflow": 10},
         (
