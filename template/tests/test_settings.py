@@ -1,0 +1,133 @@
+"""Settings: read from the environment, DATABASE_URL normalised, unsafe budgets refused."""
+
+import pytest
+from pydantic import ValidationError
+
+from {{ cookiecutter.project_slug }} import defaults
+from {{ cookiecutter.project_slug }}.db import DRIVERNAME
+from {{ cookiecutter.project_slug }}.settings import Settings
+
+URL = "postgresql://app:secret@db.example:5432/app"
+
+
+@pytest.fixture(autouse=True)
+def empty_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what a test sets: the shell's DATABASE_URL or WEB_CONCURRENCY must not leak in."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_defaults_come_from_defaults_py() -> None:
+    settings = Settings(database_url=URL)
+    assert settings.web_concurrency == defaults.WORKERS
+    assert settings.db_pool_size == defaults.POOL_SIZE
+    assert settings.db_max_overflow == defaults.MAX_OVERFLOW
+    assert settings.db_pool_timeout == defaults.POOL_TIMEOUT
+    assert settings.db_max_connections == defaults.DB_MAX_CONNECTIONS
+    assert settings.db_reserved_connections == defaults.DB_RESERVED_CONNECTIONS
+    assert settings.port == defaults.PORT
+    assert settings.graceful_timeout == defaults.GRACEFUL_TIMEOUT
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    monkeypatch.setenv("DB_POOL_SIZE", "4")
+    monkeypatch.setenv("DB_MAX_OVERFLOW", "0")
+    monkeypatch.setenv("PORT", "9000")
+    monkeypatch.setenv("READINESS_TIMEOUT", "0.5")
+    settings = Settings()
+    assert (settings.web_concurrency, settings.db_pool_size, settings.db_max_overflow) == (3, 4, 0)
+    assert settings.port == 9000
+    assert settings.readiness_timeout == 0.5
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:secret@db.example:5432/app",
+        "postgres://app:secret@db.example:5432/app",
+        f"{DRIVERNAME}://app:secret@db.example:5432/app",
+    ],
+)
+def test_database_url_gets_this_services_driver(url: str) -> None:
+    settings = Settings(database_url=url)
+    assert settings.database_url == f"{DRIVERNAME}://app:secret@db.example:5432/app"
+
+
+def test_password_is_masked_for_logs() -> None:
+    assert "secret" not in Settings(database_url=URL).safe_database_url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "postgresql://app@db.example:port/app",
+        "mysql://app@db.example/app",
+        "postgresql+psycopg2://app@db.example/app",
+        "sqlite:///app.db",
+    ],
+)
+def test_bad_database_url_is_refused_naming_it(url: str) -> None:
+    with pytest.raises(ValidationError, match="DATABASE_URL"):
+        Settings(database_url=url)
+
+
+def test_missing_database_url_is_refused_naming_it() -> None:
+    with pytest.raises(ValidationError, match="DATABASE_URL"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("web_concurrency", 0),
+        ("db_pool_size", 0),
+        ("db_max_overflow", -1),
+        ("db_pool_timeout", 0),
+        ("db_max_connections", 0),
+        ("db_reserved_connections", -1),
+        ("port", 70000),
+    ],
+)
+def test_out_of_range_values_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: int
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    monkeypatch.setenv(field.upper(), str(value))
+    with pytest.raises(ValidationError, match=field.upper()):
+        Settings()
+
+
+def test_reserved_must_be_below_max_connections() -> None:
+    with pytest.raises(ValidationError, match=r"DB_RESERVED_CONNECTIONS \(100\) must be below"):
+        Settings(database_url=URL, db_max_connections=100, db_reserved_connections=100)
+
+
+def test_over_budget_settings_are_refused_with_the_numbers() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(
+            database_url=URL,
+            web_concurrency=4,
+            db_pool_size=20,
+            db_max_overflow=10,
+            db_max_connections=100,
+            db_reserved_connections=10,
+        )
+    message = str(refused.value)
+    assert "4 x (20 + 10) = 120 connections" in message
+    assert "100 - 10 = 90 are available" in message
+    assert "the largest DB_POOL_SIZE that fits is 12" in message
+
+
+def test_a_budget_that_fits_exactly_is_accepted() -> None:
+    settings = Settings(
+        database_url=URL,
+        web_concurrency=3,
+        db_pool_size=20,
+        db_max_overflow=10,
+        db_max_connections=100,
+        db_reserved_connections=10,
+    )
+    assert settings.max_connections_used == settings.connections_available == 90
