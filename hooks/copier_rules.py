@@ -12,11 +12,12 @@ depends on both, so the hooks run in whatever environment cookiecutter runs.
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
 # How copier turns an answer into its question's type.
@@ -67,8 +68,14 @@ def questions(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+@cache
 def _environment() -> SandboxedEnvironment:
     return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+@cache
+def _compiled(source: str) -> Template:
+    return _environment().from_string(source)
 
 
 def _choice_values(spec: dict[str, Any]) -> list[Any]:
@@ -95,18 +102,16 @@ def cast_answers(config: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
 
 def validate(config: dict[str, Any], answers: dict[str, Any]) -> None:
     """Render each question's validator in order, as copier does; refuse on the first message."""
-    environment = _environment()
-    for name, spec in questions(config).items():
+    for spec in questions(config).values():
         template = spec.get("validator")
         if not template:
             continue
-        message = environment.from_string(template).render(**answers).strip()
+        message = _compiled(template).render(**answers).strip()
         if message:
             raise RefusedAnswer(message)
 
 
 def excluded_paths(config: dict[str, Any], context: dict[str, Any]) -> list[str]:
     """The `_exclude` entries that render to a path for these answers."""
-    environment = _environment()
-    rendered = (environment.from_string(entry).render(cookiecutter=context).strip() for entry in config.get("_exclude", []))
+    rendered = (_compiled(entry).render(cookiecutter=context).strip() for entry in config.get("_exclude", []))
     return [path for path in rendered if path]

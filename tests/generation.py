@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
+import sys
+from types import ModuleType
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -44,6 +47,23 @@ def template_source() -> Path:
 
 
 _SNAPSHOTS = tempfile.TemporaryDirectory(prefix="headroom-template-")
+
+
+def template_module(relative: str) -> ModuleType:
+    """Import a plain-Python file of the template tree (one without Jinja) as it will be generated.
+
+    Modules such as the capacity plan and the throwaway PostgreSQL are tested
+    and used here without generating a project: one source for both.
+    """
+    path = REPO / "template" / relative
+    name = f"template_{path.stem}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec and spec.loader, path
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the class is made
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def copier_questions() -> dict[str, dict[str, Any]]:

@@ -1,0 +1,227 @@
+"""The capacity plan: how many connections, threads and requests this service may hold.
+
+Pure arithmetic on the settings, with no framework imports, so the same
+numbers serve the startup check, the admission limiter, the thread pool,
+`python -m <package>.capacity` and the tests.
+
+The model:
+
+- Every Gunicorn worker is a process with its own pool of `pool_size`
+  connections, plus up to `max_overflow` more under bursts.
+- A fleet runs `replicas` instances, and during a rolling deploy up to
+  `max_surge` more, old and new holding their pools at once. Its peak is
+  (replicas + max_surge) x workers x (pool_size + max_overflow), and that
+  must fit in what the server allows minus what must stay free:
+  db_max_connections - db_reserved_connections.
+- A worker admits at most `admission_limit` database-using requests at once:
+  one per connection, plus a short queue that waits up to pool_timeout for a
+  connection. Beyond that it answers 503 at once instead of queueing.
+- Sync handlers each hold a thread from AnyIO's pool while they run, even
+  while they wait for a connection. The thread limit is therefore the
+  admission limit plus spare threads, so that admitted database requests
+  never wait for a thread and handlers that do not touch the database
+  (blocking HTTP calls, file work) still find one. A handler that holds two
+  connections at once can still deadlock a pool sized to its admitted
+  requests: keep to one session per request.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+Driver = Literal["async", "sync"]
+
+# AnyIO's default thread pool size, which the async variant keeps: its database work never runs there.
+ANYIO_DEFAULT_THREADS = 40
+
+
+def default_admission_queue(pool_size: int, max_overflow: int) -> int:
+    """Requests a worker lets wait for a connection: half its connections, at least one.
+
+    Short on purpose: a request that would wait longer than a few queries is
+    better answered 503 at once, so that the client can retry elsewhere.
+    """
+    return max(1, math.ceil((pool_size + max_overflow) / 2))
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What the plan is computed from: the answers, as overridden by the environment."""
+
+    driver: Driver
+    replicas: int
+    max_surge: int
+    workers: int
+    pool_size: int
+    max_overflow: int
+    db_max_connections: int
+    db_reserved_connections: int
+    admission_queue: int | None = None
+    spare_threads: int = 8
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    """The numbers derived from PlanInputs, and whether they fit."""
+
+    inputs: PlanInputs
+
+    @property
+    def connections_per_worker(self) -> int:
+        return self.inputs.pool_size + self.inputs.max_overflow
+
+    @property
+    def connections_per_instance(self) -> int:
+        return self.inputs.workers * self.connections_per_worker
+
+    @property
+    def instances_at_peak(self) -> int:
+        return self.inputs.replicas + self.inputs.max_surge
+
+    @property
+    def steady_connections(self) -> int:
+        return self.inputs.replicas * self.connections_per_instance
+
+    @property
+    def peak_connections(self) -> int:
+        return self.instances_at_peak * self.connections_per_instance
+
+    @property
+    def available_connections(self) -> int:
+        return self.inputs.db_max_connections - self.inputs.db_reserved_connections
+
+    @property
+    def headroom(self) -> int:
+        """Connections left over at peak; negative when the plan does not fit."""
+        return self.available_connections - self.peak_connections
+
+    @property
+    def admission_queue(self) -> int:
+        if self.inputs.admission_queue is not None:
+            return self.inputs.admission_queue
+        return default_admission_queue(self.inputs.pool_size, self.inputs.max_overflow)
+
+    @property
+    def admission_limit(self) -> int:
+        """Database-using requests one worker serves or queues at once."""
+        return self.connections_per_worker + self.admission_queue
+
+    @property
+    def thread_limit(self) -> int:
+        """AnyIO worker threads per worker process."""
+        if self.inputs.driver == "sync":
+            return self.admission_limit + self.inputs.spare_threads
+        return ANYIO_DEFAULT_THREADS
+
+    @property
+    def largest_pool_size(self) -> int:
+        """The largest pool_size that fits with the other inputs unchanged (0: none does)."""
+        per_worker = self.available_connections // (self.instances_at_peak * self.inputs.workers)
+        return max(0, per_worker - self.inputs.max_overflow)
+
+    @property
+    def largest_workers(self) -> int:
+        """The largest worker count that fits with the other inputs unchanged (0: none does)."""
+        return max(0, self.available_connections // (self.instances_at_peak * self.connections_per_worker))
+
+    def problems(self) -> list[str]:
+        """Why the plan cannot work, in words that name the numbers; empty when it fits."""
+        found = [message for message in _range_problems(self.inputs) if message]
+        if found:
+            return found
+        if self.peak_connections > self.available_connections:
+            found.append(self._over_budget())
+        return found
+
+    @property
+    def fits(self) -> bool:
+        return not self.problems()
+
+    def _over_budget(self) -> str:
+        i = self.inputs
+        pool = (
+            f"the largest pool_size that fits is {self.largest_pool_size} (with max_overflow {i.max_overflow})"
+            if self.largest_pool_size >= 1
+            else f"no pool_size fits with max_overflow {i.max_overflow} and {i.workers} workers"
+        )
+        workers = (
+            f"the largest worker count that fits is {self.largest_workers}"
+            if self.largest_workers >= 1
+            else (
+                f"no worker count fits with pool_size {i.pool_size} + max_overflow {i.max_overflow}"
+                f" on {self.instances_at_peak} instances"
+            )
+        )
+        return (
+            "connection budget exceeded: (replicas + max_surge) x workers x (pool_size + max_overflow) = "
+            f"({i.replicas} + {i.max_surge}) x {i.workers} x ({i.pool_size} + {i.max_overflow}) = "
+            f"{self.peak_connections} connections, but db_max_connections - db_reserved_connections = "
+            f"{i.db_max_connections} - {i.db_reserved_connections} = {self.available_connections} are available; "
+            f"{pool}; {workers}"
+        )
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """The plan as (quantity, value, how it is derived), for tables and logs."""
+        i = self.inputs
+        rows = [
+            ("connections per worker", str(self.connections_per_worker), f"pool_size {i.pool_size} + max_overflow {i.max_overflow}"),
+            ("connections per instance", str(self.connections_per_instance), f"{i.workers} workers x {self.connections_per_worker}"),
+            ("steady connections", str(self.steady_connections), f"{i.replicas} replicas x {self.connections_per_instance}"),
+            (
+                "peak connections",
+                str(self.peak_connections),
+                f"({i.replicas} replicas + {i.max_surge} surge) x {self.connections_per_instance}",
+            ),
+            (
+                "available connections",
+                str(self.available_connections),
+                f"max_connections {i.db_max_connections} - reserved {i.db_reserved_connections}",
+            ),
+            ("headroom at peak", str(self.headroom), "available - peak; must not be negative"),
+            (
+                "admission limit per worker",
+                str(self.admission_limit),
+                f"{self.connections_per_worker} connections + {self.admission_queue} queued; beyond: 503",
+            ),
+        ]
+        if i.driver == "sync":
+            rows.append(
+                ("threads per worker", str(self.thread_limit), f"admission limit + {i.spare_threads} spare threads")
+            )
+        else:
+            rows.append(("threads per worker", str(self.thread_limit), "AnyIO's default; database work stays off it"))
+        return rows
+
+
+def _range_problems(i: PlanInputs) -> list[str]:
+    return [
+        f"workers: {i.workers} must be at least 1" if i.workers < 1 else "",
+        f"pool_size: {i.pool_size} must be at least 1" if i.pool_size < 1 else "",
+        f"max_overflow: {i.max_overflow} must not be negative" if i.max_overflow < 0 else "",
+        f"replicas: {i.replicas} must be at least 1" if i.replicas < 1 else "",
+        f"max_surge: {i.max_surge} must not be negative" if i.max_surge < 0 else "",
+        f"db_max_connections: {i.db_max_connections} must be at least 1" if i.db_max_connections < 1 else "",
+        (
+            f"db_reserved_connections: {i.db_reserved_connections} must be from 0 to {i.db_max_connections - 1}"
+            if not 0 <= i.db_reserved_connections < i.db_max_connections
+            else ""
+        ),
+        (
+            f"admission_queue: {i.admission_queue} must not be negative"
+            if i.admission_queue is not None and i.admission_queue < 0
+            else ""
+        ),
+        f"spare_threads: {i.spare_threads} must be at least 1" if i.spare_threads < 1 else "",
+    ]
+
+
+def format_table(plan: CapacityPlan) -> str:
+    """The plan as a Markdown table."""
+    header = ("quantity", "value", "derived from")
+    rows = [header, *plan.rows()]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |" for row in rows]
+    lines.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
+    return "\n".join(lines)

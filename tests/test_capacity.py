@@ -1,0 +1,152 @@
+"""The capacity plan (template/src/<slug>/capacity.py) and the generation rule agree.
+
+capacity.py is plain Python in the template tree, so it is imported from
+there and tested without generating a project; the rule in copier.yml is
+evaluated the way the cookiecutter hook evaluates it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hooks.copier_rules import RefusedAnswer, load_copier_config, validate
+from tests.generation import REPO, default_answers, template_module
+
+capacity = template_module("src/{{ cookiecutter.project_slug }}/capacity.py")
+COPIER_CONFIG = load_copier_config(REPO)
+
+BASE = capacity.PlanInputs(
+    driver="sync",
+    replicas=1,
+    max_surge=1,
+    workers=2,
+    pool_size=5,
+    max_overflow=5,
+    db_max_connections=100,
+    db_reserved_connections=10,
+)
+
+
+def plan(**changes: Any) -> Any:
+    return capacity.CapacityPlan(replace(BASE, **changes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "peak", "fits"),
+    [
+        pytest.param({}, 40, True, id="defaults"),
+        pytest.param({"max_overflow": 0}, 20, True, id="no-overflow"),
+        pytest.param({"max_surge": 0}, 20, True, id="no-surge"),
+        pytest.param({"workers": 1, "max_surge": 0, "pool_size": 1, "max_overflow": 0, "db_reserved_connections": 99}, 1, True, id="reserved-one-below-max"),
+        pytest.param({"workers": 1, "max_surge": 0, "pool_size": 2, "max_overflow": 0, "db_reserved_connections": 99}, 2, False, id="reserved-one-below-max-over"),
+        pytest.param({"replicas": 3, "max_surge": 0, "workers": 3}, 90, True, id="exactly-full"),
+        pytest.param({"replicas": 3, "max_surge": 1, "workers": 3}, 120, False, id="surge-breaks-it"),
+        pytest.param(
+            {"replicas": 500, "max_surge": 100, "workers": 64, "pool_size": 20, "max_overflow": 10, "db_max_connections": 262143},
+            600 * 64 * 30,
+            False,
+            id="very-large-fleet",
+        ),
+        pytest.param(
+            {"replicas": 100, "max_surge": 10, "workers": 8, "pool_size": 2, "max_overflow": 0, "db_max_connections": 5000},
+            1760,
+            True,
+            id="large-fleet-small-pools",
+        ),
+    ],
+)
+def test_peak_connections_and_whether_they_fit(changes: dict[str, int], peak: int, fits: bool) -> None:
+    result = plan(**changes)
+    assert result.peak_connections == peak
+    assert result.fits is fits
+    assert (result.headroom >= 0) is fits
+
+
+def test_a_plan_that_does_not_fit_says_what_would() -> None:
+    result = plan(workers=4, pool_size=20, max_overflow=10)
+    assert result.problems() == [
+        "connection budget exceeded: (replicas + max_surge) x workers x (pool_size + max_overflow) = "
+        "(1 + 1) x 4 x (20 + 10) = 240 connections, but db_max_connections - db_reserved_connections = "
+        "100 - 10 = 90 are available; the largest pool_size that fits is 1 (with max_overflow 10); "
+        "the largest worker count that fits is 1"
+    ]
+    assert plan(workers=4, pool_size=1, max_overflow=10).fits
+    assert plan(workers=1, pool_size=20, max_overflow=10).fits
+
+
+def test_the_largest_suggestions_are_the_largest_that_fit() -> None:
+    crowded = plan(replicas=3, max_surge=2, workers=4, pool_size=9, max_overflow=3)
+    assert not crowded.fits
+    assert plan(replicas=3, max_surge=2, workers=4, pool_size=crowded.largest_pool_size, max_overflow=3).fits is (
+        crowded.largest_pool_size >= 1
+    )
+    assert not plan(replicas=3, max_surge=2, workers=4, pool_size=crowded.largest_pool_size + 1, max_overflow=3).fits
+    assert plan(replicas=3, max_surge=2, workers=crowded.largest_workers, pool_size=9, max_overflow=3).fits
+    assert not plan(replicas=3, max_surge=2, workers=crowded.largest_workers + 1, pool_size=9, max_overflow=3).fits
+
+
+def test_admission_is_the_pool_plus_a_short_queue() -> None:
+    assert plan().admission_limit == 10 + 5
+    assert plan(pool_size=1, max_overflow=0).admission_limit == 1 + 1
+    assert plan(admission_queue=0).admission_limit == 10
+
+
+def test_sync_threads_cover_admitted_requests_plus_spare_ones() -> None:
+    sync = plan(driver="sync", spare_threads=4)
+    assert sync.thread_limit == sync.admission_limit + 4
+    assert plan(driver="async").thread_limit == capacity.ANYIO_DEFAULT_THREADS
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        pytest.param({"workers": 0}, "workers: 0 must be at least 1", id="no-workers"),
+        pytest.param({"max_overflow": -1}, "max_overflow: -1 must not be negative", id="negative-overflow"),
+        pytest.param({"db_reserved_connections": 100}, "db_reserved_connections: 100 must be from 0 to 99", id="reserved-all"),
+        pytest.param({"admission_queue": -1}, "admission_queue: -1 must not be negative", id="negative-queue"),
+        pytest.param({"spare_threads": 0}, "spare_threads: 0 must be at least 1", id="no-spare-threads"),
+    ],
+)
+def test_impossible_inputs_are_named(changes: dict[str, int], says: str) -> None:
+    assert says in plan(**changes).problems()
+
+
+def test_the_table_shows_every_number() -> None:
+    table = capacity.format_table(plan())
+    for quantity, value, _ in plan().rows():
+        assert f"| {quantity}" in table
+        assert f" {value} " in table
+
+
+# The generation rule and the plan, given the same random inputs, accept and refuse alike.
+budget_inputs = st.fixed_dictionaries(
+    {
+        "replicas": st.integers(1, 40),
+        "max_surge": st.integers(0, 10),
+        "workers": st.integers(1, 32),
+        "pool_size": st.integers(1, 60),
+        "max_overflow": st.integers(0, 60),
+        "db_max_connections": st.integers(1, 3000),
+        "db_reserved_connections": st.integers(0, 3000),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(numbers=budget_inputs)
+def test_generation_rule_and_capacity_plan_agree(numbers: dict[str, int]) -> None:
+    answers = {**default_answers(), "project_slug": "my_service", **numbers}
+    try:
+        validate(COPIER_CONFIG, answers)
+        generation_refusal = None
+    except RefusedAnswer as refusal:
+        generation_refusal = str(refusal)
+    problems = capacity.CapacityPlan(capacity.PlanInputs(driver="async", **numbers)).problems()
+    assert (generation_refusal is None) == (problems == [])
+    if generation_refusal and generation_refusal.startswith("connection budget exceeded"):
+        assert problems == [generation_refusal]
