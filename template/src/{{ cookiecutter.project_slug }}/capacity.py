@@ -33,7 +33,7 @@ from typing import Literal
 
 Driver = Literal["async", "sync"]
 
-# AnyIO's default thread pool size, which the async variant keeps: its database work never runs there.
+# AnyIO's default thread pool; the async variant keeps it, as no database work runs there.
 ANYIO_DEFAULT_THREADS = 40
 
 
@@ -124,7 +124,9 @@ class CapacityPlan:
     @property
     def largest_workers(self) -> int:
         """The largest worker count that fits with the other inputs unchanged (0: none does)."""
-        return max(0, self.available_connections // (self.instances_at_peak * self.connections_per_worker))
+        return max(
+            0, self.available_connections // (self.instances_at_peak * self.connections_per_worker)
+        )
 
     def problems(self) -> list[str]:
         """Why the plan cannot work, in words that name the numbers; empty when it fits."""
@@ -142,7 +144,8 @@ class CapacityPlan:
     def _over_budget(self) -> str:
         i = self.inputs
         pool = (
-            f"the largest pool_size that fits is {self.largest_pool_size} (with max_overflow {i.max_overflow})"
+            f"the largest pool_size that fits is {self.largest_pool_size}"
+            f" (with max_overflow {i.max_overflow})"
             if self.largest_pool_size >= 1
             else f"no pool_size fits with max_overflow {i.max_overflow} and {i.workers} workers"
         )
@@ -155,20 +158,34 @@ class CapacityPlan:
             )
         )
         return (
-            "connection budget exceeded: (replicas + max_surge) x workers x (pool_size + max_overflow) = "
-            f"({i.replicas} + {i.max_surge}) x {i.workers} x ({i.pool_size} + {i.max_overflow}) = "
-            f"{self.peak_connections} connections, but db_max_connections - db_reserved_connections = "
-            f"{i.db_max_connections} - {i.db_reserved_connections} = {self.available_connections} are available; "
-            f"{pool}; {workers}"
+            "connection budget exceeded:"
+            " (replicas + max_surge) x workers x (pool_size + max_overflow)"
+            f" = ({i.replicas} + {i.max_surge}) x {i.workers} x ({i.pool_size} + {i.max_overflow})"
+            f" = {self.peak_connections} connections,"
+            " but db_max_connections - db_reserved_connections"
+            f" = {i.db_max_connections} - {i.db_reserved_connections}"
+            f" = {self.available_connections} are available; {pool}; {workers}"
         )
 
     def rows(self) -> list[tuple[str, str, str]]:
         """The plan as (quantity, value, how it is derived), for tables and logs."""
         i = self.inputs
         rows = [
-            ("connections per worker", str(self.connections_per_worker), f"pool_size {i.pool_size} + max_overflow {i.max_overflow}"),
-            ("connections per instance", str(self.connections_per_instance), f"{i.workers} workers x {self.connections_per_worker}"),
-            ("steady connections", str(self.steady_connections), f"{i.replicas} replicas x {self.connections_per_instance}"),
+            (
+                "connections per worker",
+                str(self.connections_per_worker),
+                f"pool_size {i.pool_size} + max_overflow {i.max_overflow}",
+            ),
+            (
+                "connections per instance",
+                str(self.connections_per_instance),
+                f"{i.workers} workers x {self.connections_per_worker}",
+            ),
+            (
+                "steady connections",
+                str(self.steady_connections),
+                f"{i.replicas} replicas x {self.connections_per_instance}",
+            ),
             (
                 "peak connections",
                 str(self.peak_connections),
@@ -183,15 +200,26 @@ class CapacityPlan:
             (
                 "admission limit per worker",
                 str(self.admission_limit),
-                f"{self.connections_per_worker} connections + {self.admission_queue} queued; beyond: 503",
+                f"{self.connections_per_worker} connections + {self.admission_queue} queued;"
+                " beyond it: 503",
             ),
         ]
         if i.driver == "sync":
             rows.append(
-                ("threads per worker", str(self.thread_limit), f"admission limit + {i.spare_threads} spare threads")
+                (
+                    "threads per worker",
+                    str(self.thread_limit),
+                    f"admission limit + {i.spare_threads} spare threads",
+                )
             )
         else:
-            rows.append(("threads per worker", str(self.thread_limit), "AnyIO's default; database work stays off it"))
+            rows.append(
+                (
+                    "threads per worker",
+                    str(self.thread_limit),
+                    "AnyIO's default; database work stays off it",
+                )
+            )
         return rows
 
 
@@ -202,9 +230,12 @@ def _range_problems(i: PlanInputs) -> list[str]:
         f"max_overflow: {i.max_overflow} must not be negative" if i.max_overflow < 0 else "",
         f"replicas: {i.replicas} must be at least 1" if i.replicas < 1 else "",
         f"max_surge: {i.max_surge} must not be negative" if i.max_surge < 0 else "",
-        f"db_max_connections: {i.db_max_connections} must be at least 1" if i.db_max_connections < 1 else "",
+        f"db_max_connections: {i.db_max_connections} must be at least 1"
+        if i.db_max_connections < 1
+        else "",
         (
-            f"db_reserved_connections: {i.db_reserved_connections} must be from 0 to {i.db_max_connections - 1}"
+            f"db_reserved_connections: {i.db_reserved_connections}"
+            f" must be from 0 to {i.db_max_connections - 1}"
             if not 0 <= i.db_reserved_connections < i.db_max_connections
             else ""
         ),
@@ -222,6 +253,9 @@ def format_table(plan: CapacityPlan) -> str:
     header = ("quantity", "value", "derived from")
     rows = [header, *plan.rows()]
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |" for row in rows]
+    lines = [
+        "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
     lines.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
     return "\n".join(lines)
