@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 def create(client: TestClient, **body: Any) -> dict[str, Any]:
     response = client.post("/items", json={"name": "widget", **body})
     assert response.status_code == 201, response.text
-    return response.json()
+    item: dict[str, Any] = response.json()
+    return item
 
 
 def test_create_returns_the_item(client: TestClient) -> None:

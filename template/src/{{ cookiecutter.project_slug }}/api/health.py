@@ -1,7 +1,9 @@
 """Probes for the orchestrator: is the process alive, and can it serve requests?
 
-Both handlers are `async def` in every variant: they run on the event loop and never wait for
-a thread, so they answer even when every thread of the pool is busy.
+Both handlers are `async def` in every variant, so they run on the event loop. /healthz never
+waits for a thread or a connection and answers even when the worker is saturated. /readyz
+needs a pooled connection (and in the sync variant a thread for the query); if it cannot get
+them within READINESS_TIMEOUT, the worker is too busy or the database is gone: 503 either way.
 """
 
 import logging
