@@ -35,7 +35,6 @@ from tests.generation import generate
 pytestmark = pytest.mark.boot
 
 DRIVERS = ("async", "sync")
-SLUG = "boot_check"
 WORKERS = 2
 POOL_SIZE = 3
 MAX_OVERFLOW = 2
@@ -46,7 +45,15 @@ STARTUP_TIMEOUT = 30  # seconds for gunicorn to answer /healthz
 MISSING_ID = 2**62  # a valid bigint no test creates
 
 # The service's environment is the test's own, minus anything that would steer it.
-STEERING = ("VIRTUAL_ENV", "PYTHONPATH", "DATABASE_URL", "PORT", "WEB_CONCURRENCY", "GRACEFUL_TIMEOUT")
+STEERING = (
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "DATABASE_URL",
+    "PORT",
+    "WEB_CONCURRENCY",
+    "GRACEFUL_TIMEOUT",
+    "GUNICORN_CMD_ARGS",
+)
 
 
 @dataclass(frozen=True)
