@@ -5,6 +5,7 @@ src/{{ cookiecutter.project_slug }}/defaults.py), so the tunables live in one pl
 value stops the master before any worker starts.
 """
 
+import os
 from pathlib import Path
 
 from gunicorn.arbiter import Arbiter
@@ -12,6 +13,10 @@ from gunicorn.arbiter import Arbiter
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 _settings = Settings()
+# A plan that does not fit stops gunicorn here, before any worker starts or connects: exit 1,
+# with the numbers. Every worker checks again as it starts (lifespan.py).
+if _problems := _settings.plan_problems():
+    raise SystemExit("capacity plan does not fit: " + "; ".join(_problems))
 
 # Each worker imports the app and calls the factory itself, after the fork: no preload_app,
 # so no connection pool or socket is ever shared between processes.
@@ -49,8 +54,8 @@ def when_ready(server: Arbiter) -> None:
         f" max_requests {max_requests} (+0..{max_requests_jitter})"
     )
     server.log.info(
-        f"database {s.safe_database_url}: pool {s.db_pool_size} + overflow {s.db_max_overflow}"
-        f" per worker, pool timeout {s.db_pool_timeout:g}s; at most {s.max_connections_used}"
-        f" connections of the {s.connections_available} available (max_connections"
-        f" {s.db_max_connections} - reserved {s.db_reserved_connections})"
+        f"workers: {workers} (WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', 'unset')});"
+        f" database {s.safe_database_url}, pool timeout {s.db_pool_timeout:g}s"
     )
+    for quantity, value, derivation in s.capacity_plan().rows():
+        server.log.info(f"capacity plan: {quantity} = {value} ({derivation})")

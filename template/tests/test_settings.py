@@ -1,9 +1,10 @@
-"""Settings: read from the environment, DATABASE_URL normalised, unsafe budgets refused."""
+"""Settings: read from the environment, DATABASE_URL normalised, the capacity plan derived."""
 
 import pytest
 from pydantic import ValidationError
 
 from {{ cookiecutter.project_slug }} import defaults
+from {{ cookiecutter.project_slug }}.cpus import available_cpus
 from {{ cookiecutter.project_slug }}.db import DRIVERNAME
 from {{ cookiecutter.project_slug }}.settings import Settings
 
@@ -100,34 +101,53 @@ def test_out_of_range_values_are_refused_naming_the_variable(
         Settings()
 
 
-def test_reserved_must_be_below_max_connections() -> None:
-    with pytest.raises(ValidationError, match=r"DB_RESERVED_CONNECTIONS \(100\) must be below"):
-        Settings(database_url=URL, db_max_connections=100, db_reserved_connections=100)
+def test_settings_that_do_not_fit_make_a_plan_that_says_so() -> None:
+    settings = Settings(
+        database_url=URL,
+        web_concurrency=4,
+        db_pool_size=20,
+        db_max_overflow=10,
+        replicas=1,
+        max_surge=1,
+        db_max_connections=100,
+        db_reserved_connections=10,
+    )
+    budget, origin = settings.plan_problems()
+    assert "(1 + 1) x 4 x (20 + 10) = 240 connections" in budget
+    assert "100 - 10 = 90 are available" in budget
+    assert "the largest pool_size that fits is 1" in budget
+    assert (
+        "WEB_CONCURRENCY=4, DB_POOL_SIZE=20, DB_MAX_OVERFLOW=10, REPLICAS=1, MAX_SURGE=1" in origin
+    )
 
 
-def test_over_budget_settings_are_refused_with_the_numbers() -> None:
-    with pytest.raises(ValidationError) as refused:
-        Settings(
-            database_url=URL,
-            web_concurrency=4,
-            db_pool_size=20,
-            db_max_overflow=10,
-            db_max_connections=100,
-            db_reserved_connections=10,
-        )
-    message = str(refused.value)
-    assert "4 x (20 + 10) = 120 connections" in message
-    assert "100 - 10 = 90 are available" in message
-    assert "the largest DB_POOL_SIZE that fits is 12" in message
+def test_reserved_at_or_above_max_connections_does_not_fit() -> None:
+    settings = Settings(database_url=URL, db_max_connections=100, db_reserved_connections=100)
+    assert "db_reserved_connections: 100 must be from 0 to 99" in settings.plan_problems()
 
 
 def test_a_budget_that_fits_exactly_is_accepted() -> None:
     settings = Settings(
         database_url=URL,
         web_concurrency=3,
-        db_pool_size=20,
-        db_max_overflow=10,
+        db_pool_size=10,
+        db_max_overflow=5,
+        replicas=1,
+        max_surge=1,
         db_max_connections=100,
         db_reserved_connections=10,
     )
-    assert settings.max_connections_used == settings.connections_available == 90
+    plan = settings.capacity_plan()
+    assert plan.peak_connections == plan.available_connections == 90
+    assert settings.plan_problems() == []
+
+
+def test_auto_workers_follow_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    monkeypatch.setenv("WEB_CONCURRENCY", "auto")
+    assert Settings().web_concurrency == available_cpus()
+
+
+def test_a_statement_timeout_beyond_the_request_deadline_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"STATEMENT_TIMEOUT \(20\) must not exceed"):
+        Settings(database_url=URL, statement_timeout=20, request_timeout=15)

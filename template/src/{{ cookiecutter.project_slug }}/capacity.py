@@ -248,6 +248,52 @@ def _range_problems(i: PlanInputs) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class ServerLimits:
+    """What a PostgreSQL server really allows, as read from it (see `--check-server`)."""
+
+    max_connections: int
+    superuser_reserved_connections: int
+    reserved_connections: int  # PostgreSQL 16+: kept for roles with pg_use_reserved_connections
+    connections_in_use: int
+
+    @property
+    def open_to_ordinary_roles(self) -> int:
+        return (
+            self.max_connections - self.superuser_reserved_connections - self.reserved_connections
+        )
+
+
+def server_problems(plan: CapacityPlan, server: ServerLimits) -> list[str]:
+    """Why the server cannot carry the plan, whatever the answers assumed; empty when it can."""
+    problems = []
+    if plan.inputs.db_max_connections > server.max_connections:
+        problems.append(
+            f"db_max_connections: the plan assumes {plan.inputs.db_max_connections}, but the"
+            f" server's max_connections is {server.max_connections}"
+        )
+    if plan.peak_connections > server.open_to_ordinary_roles:
+        problems.append(
+            f"the plan's peak of {plan.peak_connections} connections exceeds the"
+            f" {server.open_to_ordinary_roles} the server opens to ordinary roles (max_connections"
+            f" {server.max_connections} - superuser_reserved_connections"
+            f" {server.superuser_reserved_connections} - reserved_connections"
+            f" {server.reserved_connections})"
+        )
+    return problems
+
+
+def server_notes(plan: CapacityPlan, server: ServerLimits) -> list[str]:
+    """What is worth knowing but not fatal: connections other clients hold right now."""
+    free_now = server.open_to_ordinary_roles - server.connections_in_use
+    if plan.peak_connections > free_now:
+        return [
+            f"note: {server.connections_in_use} connections are in use on the server now, leaving"
+            f" {free_now}; the plan's peak of {plan.peak_connections} needs them released first"
+        ]
+    return []
+
+
 def format_table(plan: CapacityPlan) -> str:
     """The plan as a Markdown table."""
     header = ("quantity", "value", "derived from")
@@ -259,3 +305,11 @@ def format_table(plan: CapacityPlan) -> str:
     ]
     lines.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # `python -m <package>.capacity`: the command line lives apart, so that importing this
+    # module never imports settings, the database driver or the web framework.
+    from .capacity_cli import main
+
+    raise SystemExit(main())

@@ -5,17 +5,53 @@ master), so each worker gets its own connection pool, and no socket is shared ac
 processes. Each resource adds one context manager here; they close in reverse order.
 """
 
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
+from .admission import AdmissionGate
 from .db import open_database
 from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class CapacityError(RuntimeError):
+    """The settings make a capacity plan that cannot work; the worker must not serve."""
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    apply_capacity_plan(app, settings)
     async with open_database(app, settings):
         yield
+
+
+def apply_capacity_plan(app: FastAPI, settings: Settings) -> None:
+    """Refuse to serve on a plan that does not fit; else size threads and admission from it.
+
+    gunicorn.conf.py checks the same plan before forking; this check covers every other way
+    of starting the app (uvicorn, tests) and a worker whose environment differs.
+    """
+    if problems := settings.plan_problems():
+        raise CapacityError("capacity plan does not fit: " + "; ".join(problems))
+    plan = settings.capacity_plan()
+    # Sync handlers hold a thread while they wait for a connection: threads are the admitted
+    # requests plus spare ones for handlers that do not use the database (see capacity.py).
+    threads = anyio.to_thread.current_default_thread_limiter()
+    threads.total_tokens = plan.thread_limit
+    app.state.threads = threads
+    app.state.admission = AdmissionGate(limit=plan.admission_limit)
+    logger.info(
+        "worker %d: admission limit %d, thread limit %d, pool %d + %d overflow",
+        os.getpid(),
+        plan.admission_limit,
+        plan.thread_limit,
+        settings.db_pool_size,
+        settings.db_max_overflow,
+    )

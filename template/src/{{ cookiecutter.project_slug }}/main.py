@@ -8,8 +8,9 @@ from importlib import metadata
 
 from fastapi import FastAPI
 
-from .api import health, items
+from .api import capacity, health, items
 from .lifespan import lifespan
+from .overload import RequestDeadline, install_overload_handlers
 from .settings import Settings
 
 
@@ -21,7 +22,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=metadata.version("{{ cookiecutter.project_slug }}"),
         lifespan=lifespan,
     )
-    app.state.settings = settings if settings is not None else Settings()
+    settings = settings if settings is not None else Settings()
+    app.state.settings = settings
+    app.add_middleware(RequestDeadline, seconds=settings.request_timeout)
+    install_overload_handlers(app, retry_after=settings.retry_after)
     app.include_router(health.router)
+    app.include_router(capacity.router)
     app.include_router(items.router)
     return app

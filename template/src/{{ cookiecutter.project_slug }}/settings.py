@@ -4,6 +4,9 @@ Field names are the environment variables, lowercased (DB_POOL_SIZE is `db_pool_
 errors name the variable. Defaults that were answers at generation (the connection budget,
 the port, the graceful timeout) come from defaults.py, which `copier update` regenerates;
 the other defaults are the same in every generated service.
+
+Settings check each value on its own; whether the values fit together is the capacity plan's
+question (capacity.py), asked by gunicorn.conf.py and by every worker as it starts.
 """
 
 from typing import Literal, Self
@@ -14,7 +17,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from . import defaults
-from .db import DRIVERNAME
+from .capacity import CapacityPlan, PlanInputs
+from .cpus import available_cpus
+from .db import DRIVER, DRIVERNAME
 
 # Schemes that mean "PostgreSQL, driver not said": libpq's and Heroku-style URLs.
 PLAIN_SCHEMES = ("postgresql", "postgres")
@@ -36,13 +41,28 @@ class Settings(BaseSettings):
         description="PostgreSQL URL; postgresql:// and postgres:// get this service's driver."
     )
 
-    # The connection budget: every worker has its own pool.
+    # The connection budget: every worker has its own pool, every instance its own workers.
+    # WEB_CONCURRENCY=auto: one worker per CPU of the container's quota (see cpus.py).
     web_concurrency: int = Field(default=defaults.WORKERS, ge=1, le=256)
+    replicas: int = Field(default=defaults.REPLICAS, ge=1)
+    max_surge: int = Field(default=defaults.MAX_SURGE, ge=0)
     db_pool_size: int = Field(default=defaults.POOL_SIZE, ge=1)
     db_max_overflow: int = Field(default=defaults.MAX_OVERFLOW, ge=0)
     db_pool_timeout: float = Field(default=defaults.POOL_TIMEOUT, gt=0)
     db_max_connections: int = Field(default=defaults.DB_MAX_CONNECTIONS, ge=1)
     db_reserved_connections: int = Field(default=defaults.DB_RESERVED_CONNECTIONS, ge=0)
+
+    # Admission: database requests a worker lets wait for a connection beyond its pool; more
+    # are answered 503 at once. Unset: half the worker's connections (see capacity.py).
+    admission_queue: int | None = Field(default=None, ge=0)
+    # Sync variant: threads kept free for handlers that do not use the database.
+    spare_threads: int = Field(default=8, ge=1)
+    # Seconds a client is told to wait (Retry-After) when the service is overloaded.
+    retry_after: int = Field(default=1, ge=0)
+    # A request that runs longer is answered 504; a query that runs longer is cancelled by
+    # PostgreSQL, so it does not hold its connection.
+    request_timeout: float = Field(default=15.0, gt=0)
+    statement_timeout: float = Field(default=10.0, gt=0)
 
     # Gunicorn. Under uvicorn-worker the timeout is a heartbeat: a worker whose event loop
     # stalls this long is killed. It is not a request deadline.
@@ -61,6 +81,13 @@ class Settings(BaseSettings):
 
     # /readyz answers 503 when the database does not answer within this many seconds.
     readiness_timeout: float = Field(default=2.0, gt=0)
+
+    @field_validator("web_concurrency", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return available_cpus()
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -88,43 +115,45 @@ class Settings(BaseSettings):
         return url.render_as_string(hide_password=False)
 
     @model_validator(mode="after")
-    def _fits_connection_budget(self) -> Self:
-        """Refuse to start with pools that could open more connections than the server allows.
-
-        This checks one instance. With several instances (and rolling deploys, when old and
-        new instances overlap) the whole fleet must fit, which the deployment has to check.
-        """
-        if self.db_reserved_connections >= self.db_max_connections:
+    def _deadlines_nest(self) -> Self:
+        """A query must give up before the request waiting for it does; otherwise the client
+        gets its 504 while the query holds its connection on."""
+        if self.statement_timeout > self.request_timeout:
             raise ValueError(
-                f"DB_RESERVED_CONNECTIONS ({self.db_reserved_connections}) must be below "
-                f"DB_MAX_CONNECTIONS ({self.db_max_connections})"
-            )
-        if self.max_connections_used > self.connections_available:
-            raise ValueError(
-                "connection budget exceeded: WEB_CONCURRENCY x (DB_POOL_SIZE + DB_MAX_OVERFLOW)"
-                f" = {self.web_concurrency} x ({self.db_pool_size} + {self.db_max_overflow})"
-                f" = {self.max_connections_used} connections, but DB_MAX_CONNECTIONS"
-                f" - DB_RESERVED_CONNECTIONS = {self.db_max_connections}"
-                f" - {self.db_reserved_connections} = {self.connections_available} are available"
-                f"; {self._largest_pool_that_fits()}"
+                f"STATEMENT_TIMEOUT ({self.statement_timeout:g}) must not exceed"
+                f" REQUEST_TIMEOUT ({self.request_timeout:g})"
             )
         return self
 
-    def _largest_pool_that_fits(self) -> str:
-        largest = self.connections_available // self.web_concurrency - self.db_max_overflow
-        if largest >= 1:
-            return f"the largest DB_POOL_SIZE that fits is {largest}"
-        return "no DB_POOL_SIZE fits: lower DB_MAX_OVERFLOW or WEB_CONCURRENCY"
+    def capacity_plan(self) -> CapacityPlan:
+        """The capacity plan these settings make, whether or not it fits."""
+        return CapacityPlan(
+            PlanInputs(
+                driver=DRIVER,
+                replicas=self.replicas,
+                max_surge=self.max_surge,
+                workers=self.web_concurrency,
+                pool_size=self.db_pool_size,
+                max_overflow=self.db_max_overflow,
+                db_max_connections=self.db_max_connections,
+                db_reserved_connections=self.db_reserved_connections,
+                admission_queue=self.admission_queue,
+                spare_threads=self.spare_threads,
+            )
+        )
 
-    @property
-    def max_connections_used(self) -> int:
-        """The most connections this instance can open: every worker's pool, full."""
-        return self.web_concurrency * (self.db_pool_size + self.db_max_overflow)
-
-    @property
-    def connections_available(self) -> int:
-        """What this service may use of the server's connections."""
-        return self.db_max_connections - self.db_reserved_connections
+    def plan_problems(self) -> list[str]:
+        """Why the plan cannot work, and the variables it came from; empty when it fits."""
+        problems = self.capacity_plan().problems()
+        if not problems:
+            return []
+        return [
+            *problems,
+            f"(from WEB_CONCURRENCY={self.web_concurrency}, DB_POOL_SIZE={self.db_pool_size},"
+            f" DB_MAX_OVERFLOW={self.db_max_overflow}, REPLICAS={self.replicas},"
+            f" MAX_SURGE={self.max_surge}, DB_MAX_CONNECTIONS={self.db_max_connections},"
+            f" DB_RESERVED_CONNECTIONS={self.db_reserved_connections})",
+        ]
 
     @property
     def safe_database_url(self) -> str:

@@ -1,0 +1,50 @@
+"""GET /capacity: this worker's capacity plan and how much of it is in use right now.
+
+Each answer comes from the one worker that served it, so the numbers are per worker.
+"""
+
+import os
+
+from anyio import CapacityLimiter
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from ..admission import AdmissionGate
+from ..settings import Settings
+
+router = APIRouter(tags=["operations"])
+
+
+class Usage(BaseModel):
+    limit: int
+    in_use: int
+
+
+class WorkerCapacity(BaseModel):
+    pid: int
+    admission: Usage
+    threads: Usage
+    connections_per_worker: int
+    peak_connections: int
+    available_connections: int
+    headroom: int
+
+
+@router.get("/capacity")
+def worker_capacity(request: Request) -> WorkerCapacity:
+    """A plain `def` handler, run in the thread pool like any handler that does not use the
+    database: the plan keeps spare threads for these, so it answers even when every admitted
+    database request is busy."""
+    settings: Settings = request.app.state.settings
+    gate: AdmissionGate = request.app.state.admission
+    threads: CapacityLimiter = request.app.state.threads
+    plan = settings.capacity_plan()
+    return WorkerCapacity(
+        pid=os.getpid(),
+        admission=Usage(limit=gate.limit, in_use=gate.in_flight),
+        threads=Usage(limit=int(threads.total_tokens), in_use=int(threads.borrowed_tokens)),
+        connections_per_worker=plan.connections_per_worker,
+        peak_connections=plan.peak_connections,
+        available_connections=plan.available_connections,
+        headroom=plan.headroom,
+    )

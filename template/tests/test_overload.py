@@ -1,0 +1,90 @@
+"""Overload answers: 503 with Retry-After when full, 504 past a deadline, never a 500."""
+
+import asyncio
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
+
+from {{ cookiecutter.project_slug }}.db import query_server
+from {{ cookiecutter.project_slug }}.main import create_app
+from {{ cookiecutter.project_slug }}.overload import RequestDeadline
+from {{ cookiecutter.project_slug }}.settings import Settings
+
+
+def test_a_full_admission_gate_refuses_database_requests_at_once(client: TestClient) -> None:
+    gate = client.app.state.admission  # type: ignore[attr-defined]
+    gate.in_flight = gate.limit  # as if every admitted request were still running
+    try:
+        refused = client.get("/items/1")
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "1"
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/capacity").status_code == 200
+    finally:
+        gate.in_flight = 0
+    assert client.get("/items/1").status_code == 404
+    assert gate.in_flight == 0, "every admitted request gives its slot back"
+
+
+def test_the_worker_applies_the_plan(client: TestClient, settings: Settings) -> None:
+    plan = settings.capacity_plan()
+    capacity = client.get("/capacity").json()
+    assert capacity["admission"]["limit"] == plan.admission_limit
+    assert capacity["threads"]["limit"] == plan.thread_limit
+    assert capacity["peak_connections"] == plan.peak_connections
+
+
+def failing_app(error: Exception, settings: Settings) -> TestClient:
+    app = create_app(settings)
+
+    @app.get("/fails")
+    def fails() -> None:
+        raise error
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+class QueryCanceledError(Exception):
+    sqlstate = "57014"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "retry_after"),
+    [
+        pytest.param(PoolTimeoutError("QueuePool limit reached"), 503, "1", id="pool-timeout"),
+        pytest.param(
+            DBAPIError("SELECT", {}, QueryCanceledError()), 504, None, id="statement-timeout"
+        ),
+        pytest.param(
+            DBAPIError("SELECT", {}, Exception("other")), 500, None, id="other-database-error"
+        ),
+    ],
+)
+def test_database_errors_get_the_right_status(
+    settings: Settings, migrated: None, error: Exception, status: int, retry_after: str | None
+) -> None:
+    with failing_app(error, settings) as client:
+        response = client.get("/fails")
+    assert response.status_code == status
+    assert response.headers.get("Retry-After") == retry_after
+
+
+def test_a_request_past_its_deadline_gets_504() -> None:
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(5)
+        await PlainTextResponse("late")(scope, receive, send)
+
+    app = FastAPI()
+    app.mount("/", RequestDeadline(slow, seconds=0.2))
+    response = TestClient(app).get("/")
+    assert response.status_code == 504
+
+
+def test_every_connection_carries_the_statement_timeout(settings: Settings) -> None:
+    [(timeout,)] = query_server(settings, "SHOW statement_timeout")
+    assert timeout == f"{settings.statement_timeout:g}s"
