@@ -115,3 +115,8 @@ def excluded_paths(config: dict[str, Any], context: dict[str, Any]) -> list[str]
     """The `_exclude` entries that render to a path for these answers."""
     rendered = (_compiled(entry).render(cookiecutter=context).strip() for entry in config.get("_exclude", []))
     return [path for path in rendered if path]
+
+
+def render_message(config: dict[str, Any], context: dict[str, Any]) -> str:
+    """copier's after-copy message, rendered for cookiecutter's answers."""
+    return _compiled(config.get("_message_after_copy", "")).render(cookiecutter=context).strip()

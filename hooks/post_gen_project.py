@@ -13,7 +13,7 @@ REPO_DIR = Path({{ cookiecutter._repo_dir | tojson }})
 ANSWERS = json.loads({{ cookiecutter | tojson | tojson }})
 
 sys.path.insert(0, str(REPO_DIR / "hooks"))
-from copier_rules import excluded_paths, load_copier_config  # noqa: E402
+from copier_rules import excluded_paths, load_copier_config, render_message  # noqa: E402
 
 project = Path.cwd()
 for pattern in excluded_paths(load_copier_config(REPO_DIR), ANSWERS):
@@ -27,3 +27,6 @@ for pattern in excluded_paths(load_copier_config(REPO_DIR), ANSWERS):
 for folder in sorted((p for p in project.rglob("*") if p.is_dir()), reverse=True):
     if not any(folder.iterdir()):
         folder.rmdir()
+
+# The plan summary copier shows after generation (copier.yml's _message_after_copy).
+print(render_message(load_copier_config(REPO_DIR), ANSWERS))

@@ -8,6 +8,7 @@ evaluated the way the cookiecutter hook evaluates it.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hooks.copier_rules import RefusedAnswer, load_copier_config, validate
-from tests.generation import REPO, default_answers, template_module
+from tests.generation import REPO, TOOLS, default_answers, generate, template_module
+from tests.test_answers import run_cli
 
 capacity = template_module("src/{{ cookiecutter.project_slug }}/capacity.py")
 COPIER_CONFIG = load_copier_config(REPO)
@@ -150,3 +152,44 @@ def test_generation_rule_and_capacity_plan_agree(numbers: dict[str, int]) -> Non
     assert (generation_refusal is None) == (problems == [])
     if generation_refusal and generation_refusal.startswith("connection budget exceeded"):
         assert problems == [generation_refusal]
+
+
+# The plan as users see it: the generated README's table and the summary after generation.
+SHOWN_PLANS = {
+    "defaults-async": {"db_driver": "async"},
+    "defaults-sync": {"db_driver": "sync"},
+    "fleet-sync": {"db_driver": "sync", "replicas": 4, "max_surge": 2, "workers": 3, "pool_size": 2, "max_overflow": 1},
+    "odd-pool-async": {"db_driver": "async", "pool_size": 7, "max_overflow": 0, "db_max_connections": 500},
+}
+
+
+def inputs_for(answers: dict[str, Any]) -> Any:
+    merged = {**default_answers(), **answers}
+    return capacity.PlanInputs(
+        driver=merged["db_driver"],
+        **{key: merged[key] for key in ("replicas", "max_surge", "workers", "pool_size", "max_overflow")},
+        db_max_connections=merged["db_max_connections"],
+        db_reserved_connections=merged["db_reserved_connections"],
+    )
+
+
+@pytest.mark.parametrize("answers", SHOWN_PLANS.values(), ids=SHOWN_PLANS.keys())
+def test_the_generated_readme_shows_the_plan_capacity_py_computes(answers: dict[str, Any], tmp_path: Path) -> None:
+    generated = generate("copier", answers, tmp_path)
+    assert generated.project is not None, generated.error
+    readme = (generated.project / "README.md").read_text()
+    for quantity, value, derivation in capacity.CapacityPlan(inputs_for(answers)).rows():
+        assert f"| {quantity} | {value} | {derivation} |" in readme
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("answers", SHOWN_PLANS.values(), ids=SHOWN_PLANS.keys())
+def test_both_tools_summarise_the_plan_after_generation(answers: dict[str, Any], tool: str, tmp_path: Path) -> None:
+    result = run_cli(tool, answers, tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    plan = capacity.CapacityPlan(inputs_for(answers))
+    shown = result.stdout + result.stderr
+    assert f"= {plan.peak_connections} connections at peak, of {plan.available_connections} available" in shown
+    assert f"{plan.headroom} to spare" in shown
+    assert f"admits {plan.admission_limit} database requests at once" in shown
+    assert (f"it runs {plan.thread_limit} threads" in shown) is (answers["db_driver"] == "sync")
