@@ -5,10 +5,12 @@ src/{{ cookiecutter.project_slug }}/defaults.py), so the tunables live in one pl
 value stops the master before any worker starts.
 """
 
+import logging
 import os
 from pathlib import Path
 
 from gunicorn.arbiter import Arbiter
+from gunicorn.workers.base import Worker
 
 from {{ cookiecutter.project_slug }}.settings import Settings
 
@@ -59,3 +61,13 @@ def when_ready(server: Arbiter) -> None:
     )
     for quantity, value, derivation in s.capacity_plan().rows():
         server.log.info(f"capacity plan: {quantity} = {value} ({derivation})")
+
+
+def post_worker_init(worker: Worker) -> None:
+    """Send the service's own log lines (its loggers are named after the package) where
+    gunicorn's go, at the same level; this runs in each worker before the app starts."""
+    service_log = logging.getLogger("{{ cookiecutter.project_slug }}")
+    service_log.setLevel(worker.log.error_log.level)
+    for handler in worker.log.error_log.handlers:
+        service_log.addHandler(handler)
+    service_log.propagate = False

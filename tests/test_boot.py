@@ -122,11 +122,11 @@ def graceful_timeout(project: Project, database: Database) -> float:
 
 
 @contextmanager
-def gunicorn(project: Project, database_url: str, workers: int = WORKERS) -> Iterator[Gunicorn]:
+def gunicorn(project: Project, database_url: str, workers: int = WORKERS, **settings: str) -> Iterator[Gunicorn]:
     """Serve the project on a free port until the block ends (SIGTERM, then SIGKILL if it must)."""
     port = free_port()
     log = project.path.parent / f"gunicorn-{port}.log"
-    env = service_env(DATABASE_URL=database_url, WEB_CONCURRENCY=str(workers), PORT=str(port))
+    env = service_env(DATABASE_URL=database_url, WEB_CONCURRENCY=str(workers), PORT=str(port), **settings)
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [project.bin("gunicorn"), "-c", "gunicorn.conf.py"],

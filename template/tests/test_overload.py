@@ -11,6 +11,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from {{ cookiecutter.project_slug }}.db import query_server
+from {{ cookiecutter.project_slug }}.lifespan import CapacityError
 from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.overload import RequestDeadline
 from {{ cookiecutter.project_slug }}.settings import Settings
@@ -88,3 +89,12 @@ def test_a_request_past_its_deadline_gets_504() -> None:
 def test_every_connection_carries_the_statement_timeout(settings: Settings) -> None:
     [(timeout,)] = query_server(settings, "SHOW statement_timeout")
     assert timeout == f"{settings.statement_timeout:g}s"
+
+
+def test_a_worker_refuses_to_start_on_a_plan_that_does_not_fit(settings: Settings) -> None:
+    over_budget = settings.model_copy(update={"web_concurrency": 50, "db_pool_size": 50})
+    with (
+        pytest.raises(CapacityError, match="connection budget exceeded"),
+        TestClient(create_app(over_budget)),
+    ):
+        pass
