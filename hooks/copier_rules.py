@@ -31,7 +31,7 @@ _CASTS = {
 }
 
 
-class RefusedAnswer(ValueError):
+class AnswerRefusedError(ValueError):
     """An answer that copier.yml's rules refuse; the message names the field."""
 
 
@@ -92,11 +92,11 @@ def cast_answers(config: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
         try:
             answers[name] = _CASTS[type_name](value)
         except (TypeError, ValueError) as error:
-            raise RefusedAnswer(f'{name}: "{value}" is not of type "{type_name}"') from error
+            raise AnswerRefusedError(f'{name}: "{value}" is not of type "{type_name}"') from error
         allowed = _choice_values(spec)
         if allowed and answers[name] not in allowed:
             accepted = ", ".join(str(choice) for choice in allowed)
-            raise RefusedAnswer(f'{name}: "{value}" is not one of the choices ({accepted})')
+            raise AnswerRefusedError(f'{name}: "{value}" is not one of the choices ({accepted})')
     return answers
 
 
@@ -108,7 +108,7 @@ def validate(config: dict[str, Any], answers: dict[str, Any]) -> None:
             continue
         message = _compiled(template).render(**answers).strip()
         if message:
-            raise RefusedAnswer(message)
+            raise AnswerRefusedError(message)
 
 
 def excluded_paths(config: dict[str, Any], context: dict[str, Any]) -> list[str]:

@@ -12,11 +12,11 @@ REPO_DIR = Path({{ cookiecutter._repo_dir | tojson }})
 ANSWERS = json.loads({{ cookiecutter | tojson | tojson }})
 
 sys.path.insert(0, str(REPO_DIR / "hooks"))
-from copier_rules import RefusedAnswer, cast_answers, load_copier_config, validate  # noqa: E402
+from copier_rules import AnswerRefusedError, cast_answers, load_copier_config, validate  # noqa: E402
 
 config = load_copier_config(REPO_DIR)
 try:
     validate(config, cast_answers(config, ANSWERS))
-except RefusedAnswer as refusal:
+except AnswerRefusedError as refusal:
     print(f"ERROR: {refusal}", file=sys.stderr)
     sys.exit(1)

@@ -6,13 +6,13 @@ import importlib.util
 import shutil
 import subprocess
 import sys
-from types import ModuleType
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import copier
@@ -59,7 +59,8 @@ def template_module(relative: str) -> ModuleType:
     name = f"template_{path.stem}"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader, path
+        assert spec, path
+        assert spec.loader, path
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up while the class is made
         spec.loader.exec_module(module)

@@ -47,10 +47,13 @@ REFUSED: dict[str, Refusal] = {
     "max-overflow-negative": Refusal(
         {"max_overflow": -1}, ("max_overflow: -1 is not accepted; use a whole number from 0 to 1000",)
     ),
-    "pool-timeout-zero": Refusal({"pool_timeout": 0}, ("pool_timeout: 0 is not accepted; use a whole number of seconds",)),
+    "pool-timeout-zero": Refusal(
+        {"pool_timeout": 0}, ("pool_timeout: 0 is not accepted; use a whole number of seconds",)
+    ),
     "max-connections-zero": Refusal({"db_max_connections": 0}, ("db_max_connections: 0 is not accepted",)),
     "reserved-negative": Refusal(
-        {"db_reserved_connections": -1}, ("db_reserved_connections: -1 is not accepted; use a whole number from 0 to 99",)
+        {"db_reserved_connections": -1},
+        ("db_reserved_connections: -1 is not accepted; use a whole number from 0 to 99",),
     ),
     "reserved-equals-max": Refusal(
         {"db_reserved_connections": 100},
@@ -58,7 +61,9 @@ REFUSED: dict[str, Refusal] = {
     ),
     "replicas-zero": Refusal({"replicas": 0}, ("replicas: 0 is not accepted; use a whole number from 1 to 1000",)),
     "max-surge-negative": Refusal({"max_surge": -1}, ("max_surge: -1 is not accepted; use a whole number from 0",)),
-    "privileged-port": Refusal({"http_port": 80}, ("http_port: 80 is not accepted; use a whole number from 1024 to 65535",)),
+    "privileged-port": Refusal(
+        {"http_port": 80}, ("http_port: 80 is not accepted; use a whole number from 1024 to 65535",)
+    ),
     "graceful-timeout-zero": Refusal({"graceful_timeout": 0}, ("graceful_timeout: 0 is not accepted",)),
     "budget-exceeded": Refusal(
         {"workers": 4, "pool_size": 20, "max_overflow": 10},
@@ -78,7 +83,11 @@ REFUSED: dict[str, Refusal] = {
     ),
     "budget-rolling-deploy": Refusal(
         {"replicas": 3, "max_surge": 2, "workers": 2},
-        ("(3 + 2) x 2 x (5 + 5) = 100 connections", "the largest pool_size that fits is 4", "the largest worker count that fits is 1"),
+        (
+            "(3 + 2) x 2 x (5 + 5) = 100 connections",
+            "the largest pool_size that fits is 4",
+            "the largest worker count that fits is 1",
+        ),
     ),
     "budget-small-server": Refusal(
         {"db_max_connections": 40, "db_reserved_connections": 3},
@@ -126,9 +135,7 @@ def generated_files(workdir: Path) -> list[Path]:
 
 @pytest.mark.parametrize("tool", TOOLS)
 @pytest.mark.parametrize("case", REFUSED.values(), ids=REFUSED.keys())
-def test_refused_answers_fail_with_a_clear_message_and_leave_nothing(
-    case: Refusal, tool: str, tmp_path: Path
-) -> None:
+def test_refused_answers_fail_with_a_clear_message_and_leave_nothing(case: Refusal, tool: str, tmp_path: Path) -> None:
     result = run_cli(tool, case.answers, tmp_path / "run")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hooks.copier_rules import RefusedAnswer, load_copier_config, validate
+from hooks.copier_rules import AnswerRefusedError, load_copier_config, validate
 from tests.generation import REPO, TOOLS, default_answers, generate, template_module
 from tests.test_answers import run_cli
 
@@ -34,6 +34,10 @@ BASE = capacity.PlanInputs(
 )
 
 
+ONE_CONNECTION = {"workers": 1, "max_surge": 0, "pool_size": 1, "max_overflow": 0}
+LARGE_FLEET = {"replicas": 500, "max_surge": 100}
+
+
 def plan(**changes: Any) -> Any:
     return capacity.CapacityPlan(replace(BASE, **changes))
 
@@ -44,18 +48,42 @@ def plan(**changes: Any) -> Any:
         pytest.param({}, 40, True, id="defaults"),
         pytest.param({"max_overflow": 0}, 20, True, id="no-overflow"),
         pytest.param({"max_surge": 0}, 20, True, id="no-surge"),
-        pytest.param({"workers": 1, "max_surge": 0, "pool_size": 1, "max_overflow": 0, "db_reserved_connections": 99}, 1, True, id="reserved-one-below-max"),
-        pytest.param({"workers": 1, "max_surge": 0, "pool_size": 2, "max_overflow": 0, "db_reserved_connections": 99}, 2, False, id="reserved-one-below-max-over"),
+        pytest.param(
+            {"workers": 1, "max_surge": 0, "pool_size": 1, "max_overflow": 0, "db_reserved_connections": 99},
+            1,
+            True,
+            id="reserved-one-below-max",
+        ),
+        pytest.param(
+            {"workers": 1, "max_surge": 0, "pool_size": 2, "max_overflow": 0, "db_reserved_connections": 99},
+            2,
+            False,
+            id="reserved-one-below-max-over",
+        ),
         pytest.param({"replicas": 3, "max_surge": 0, "workers": 3}, 90, True, id="exactly-full"),
         pytest.param({"replicas": 3, "max_surge": 1, "workers": 3}, 120, False, id="surge-breaks-it"),
         pytest.param(
-            {"replicas": 500, "max_surge": 100, "workers": 64, "pool_size": 20, "max_overflow": 10, "db_max_connections": 262143},
+            {
+                "replicas": 500,
+                "max_surge": 100,
+                "workers": 64,
+                "pool_size": 20,
+                "max_overflow": 10,
+                "db_max_connections": 262143,
+            },
             600 * 64 * 30,
             False,
             id="very-large-fleet",
         ),
         pytest.param(
-            {"replicas": 100, "max_surge": 10, "workers": 8, "pool_size": 2, "max_overflow": 0, "db_max_connections": 5000},
+            {
+                "replicas": 100,
+                "max_surge": 10,
+                "workers": 8,
+                "pool_size": 2,
+                "max_overflow": 0,
+                "db_max_connections": 5000,
+            },
             1760,
             True,
             id="large-fleet-small-pools",
@@ -109,7 +137,9 @@ def test_sync_threads_cover_admitted_requests_plus_spare_ones() -> None:
     [
         pytest.param({"workers": 0}, "workers: 0 must be at least 1", id="no-workers"),
         pytest.param({"max_overflow": -1}, "max_overflow: -1 must not be negative", id="negative-overflow"),
-        pytest.param({"db_reserved_connections": 100}, "db_reserved_connections: 100 must be from 0 to 99", id="reserved-all"),
+        pytest.param(
+            {"db_reserved_connections": 100}, "db_reserved_connections: 100 must be from 0 to 99", id="reserved-all"
+        ),
         pytest.param({"admission_queue": -1}, "admission_queue: -1 must not be negative", id="negative-queue"),
         pytest.param({"spare_threads": 0}, "spare_threads: 0 must be at least 1", id="no-spare-threads"),
     ],
@@ -146,7 +176,7 @@ def test_generation_rule_and_capacity_plan_agree(numbers: dict[str, int]) -> Non
     try:
         validate(COPIER_CONFIG, answers)
         generation_refusal = None
-    except RefusedAnswer as refusal:
+    except AnswerRefusedError as refusal:
         generation_refusal = str(refusal)
     problems = capacity.CapacityPlan(capacity.PlanInputs(driver="async", **numbers)).problems()
     assert (generation_refusal is None) == (problems == [])

@@ -8,6 +8,7 @@ query on it then waits, as it would behind a slow migration or a hot row.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import statistics
 import subprocess
@@ -37,8 +38,8 @@ from tests.test_boot import (
     run,
     service_env,
 )
-from tests.test_boot import database as database  # noqa: PLC0414 - the fixtures, reused
-from tests.test_boot import project as project  # noqa: PLC0414
+from tests.test_boot import database as database  # the fixtures, reused
+from tests.test_boot import project as project
 
 pytestmark = pytest.mark.boot
 
@@ -245,3 +246,17 @@ def test_a_request_past_its_deadline_is_a_504(project: Project, database: Databa
     assert answer.status_code == 504, answer.text
     assert waited < LOCK_SECONDS
 
+
+@pytest.mark.parametrize("cpus", ["0", "0,1"], ids=lambda cpus: f"taskset={cpus}")
+def test_auto_workers_follow_the_cpus_the_service_may_use(project: Project, database: Database, cpus: str) -> None:
+    # gunicorn itself cannot read WEB_CONCURRENCY=auto: `python -m <package>` resolves it, then runs gunicorn.
+    env = service_env(DATABASE_URL=database.url, WEB_CONCURRENCY="auto")
+    shown = run(
+        ["taskset", "-c", cpus, project.bin("python"), "-m", "boot_check", "--print-config"],
+        cwd=project.path,
+        env=env,
+    )
+    allowed = len(cpus.split(","))
+    quota = template_module("src/{{ cookiecutter.project_slug }}/cpus.py").cgroup_cpu_quota()
+    expected = allowed if quota is None else max(1, min(allowed, math.ceil(quota)))
+    assert re.search(rf"^workers\s*=\s*{expected}$", shown, re.MULTILINE), shown
