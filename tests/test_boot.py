@@ -366,13 +366,18 @@ def test_connections_never_exceed_workers_times_pool_under_load(
 # Readiness without a database, and shutdown
 
 
-def test_readyz_answers_503_when_the_database_is_unreachable(project: Project) -> None:
+def test_an_unreachable_database_is_503_never_500(project: Project) -> None:
     nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
     with gunicorn(project, nowhere, workers=1) as server:
         healthz = httpx.get(f"{server.url}/healthz", timeout=30)
         readyz = httpx.get(f"{server.url}/readyz", timeout=30)
+        item = httpx.get(f"{server.url}/items/1", timeout=30)
+        created = httpx.post(f"{server.url}/items", json={"name": "lost"}, timeout=30)
     assert healthz.status_code == 200
     assert readyz.status_code == 503, readyz.text
+    for answer in (item, created):
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["Retry-After"] == "1"
 
 
 def test_sigterm_stops_gunicorn_cleanly_within_graceful_timeout(project: Project, database: Database) -> None:

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
@@ -58,6 +58,10 @@ class QueryCanceledError(Exception):
     ("error", "status", "retry_after"),
     [
         pytest.param(PoolTimeoutError("QueuePool limit reached"), 503, "1", id="pool-timeout"),
+        pytest.param(ConnectionRefusedError(111, "refused"), 503, "1", id="connection-refused"),
+        pytest.param(
+            OperationalError("SELECT", {}, Exception("gone")), 503, "1", id="connection-lost"
+        ),
         pytest.param(
             DBAPIError("SELECT", {}, QueryCanceledError()), 504, None, id="statement-timeout"
         ),

@@ -2,6 +2,8 @@
 
 - OverloadedError (the admission gate is full) and a pool checkout that timed out are both 503
   with Retry-After: the client may retry, here or on another instance. Never a 500.
+- So is a database that cannot be reached or dropped the connection: the instance cannot
+  serve now, and /readyz takes it out of the load balancer meanwhile.
 - A query PostgreSQL cancelled at statement_timeout, and a request past REQUEST_TIMEOUT, are
   504: the work was attempted and took too long.
 """
@@ -9,11 +11,12 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import anyio
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,11 +59,23 @@ def install_overload_handlers(app: FastAPI, retry_after: int) -> None:
         return service_unavailable(retry_after, "no database connection available: retry later")
 
     async def database_error(request: Request, error: Exception) -> JSONResponse:
-        if isinstance(error, DBAPIError) and sqlstate(error) == QUERY_CANCELED:
+        assert isinstance(error, DBAPIError)
+        if sqlstate(error) == QUERY_CANCELED:
             return gateway_timeout("the query ran past statement_timeout")
-        raise error
+        if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+            logger.warning("database unavailable: %s", error.orig)
+            return service_unavailable(retry_after, "database unavailable: retry later")
+        raise error  # a bug, not a load problem: a 500 with its traceback in the log
+
+    async def unreachable(request: Request, error: Exception) -> JSONResponse:
+        logger.warning("database unreachable: %r", error)
+        return service_unavailable(retry_after, "database unavailable: retry later")
 
     app.add_exception_handler(OverloadedError, overloaded)
+    # asyncpg raises the socket's own errors when it cannot connect (SQLAlchemy passes them
+    # on unwrapped): refused, reset, or a host name that does not resolve.
+    app.add_exception_handler(ConnectionError, unreachable)
+    app.add_exception_handler(socket.gaierror, unreachable)
     app.add_exception_handler(PoolTimeoutError, pool_timeout)
     app.add_exception_handler(DBAPIError, database_error)
 
