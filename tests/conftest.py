@@ -6,38 +6,21 @@ generated service gets, loaded by path: one source of truth for both.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-POSTGRES_SERVER = REPO / "template" / "tests" / "postgres_server.py"
-
-
-def load_postgres_server() -> ModuleType:
-    """template/tests/postgres_server.py as a module (it is plain Python, no Jinja)."""
-    name = "headroom_postgres_server"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, POSTGRES_SERVER)
-    assert spec is not None, f"cannot load {POSTGRES_SERVER}"
-    assert spec.loader is not None, f"cannot load {POSTGRES_SERVER}"
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+from tests.generation import generate, template_module
+from tests.services import ANSWERS, DRIVERS, Database, Project, run, service_env
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Any]:
     """One throwaway PostgreSQL server for the session; each test makes its own databases."""
-    server_module = load_postgres_server()
+    server_module = template_module("tests/postgres_server.py")
     try:
         with server_module.throwaway_postgres(max_connections=100) as server:
             yield server
@@ -52,3 +35,28 @@ def uv() -> str:
     if found is None:
         pytest.fail("these tests need uv to install generated services: `pip install uv`", pytrace=False)
     return found
+
+
+# One generated, installed project per variant, shared by every boot test module.
+
+
+@pytest.fixture(scope="session", params=DRIVERS, ids=lambda driver: f"db_driver={driver}")
+def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, uv: str) -> Project:
+    driver = request.param
+    generated = generate("copier", {**ANSWERS, "db_driver": driver}, tmp_path_factory.mktemp(f"boot-{driver}"))
+    assert generated.project is not None, generated.error
+    env = service_env(UV_PYTHON_DOWNLOADS="never")
+    run([uv, "venv", "--quiet", "--python", sys.executable, ".venv"], cwd=generated.project, env=env)
+    # Compiled now, or every gunicorn worker compiles its imports again (PYTHONDONTWRITEBYTECODE).
+    install = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", ".venv/bin/python", "-e", ".[test]"]
+    run(install, cwd=generated.project, env=env)
+    return Project(generated.project, driver)
+
+
+@pytest.fixture(scope="session")
+def database(project: Project, postgres: Any) -> Database:
+    """A fresh database for the variant, migrated to the latest revision."""
+    name = f"boot_{project.driver}"
+    database = Database(name, postgres.create_database(name))
+    run([project.bin("alembic"), "upgrade", "head"], cwd=project.path, env=service_env(DATABASE_URL=database.url))
+    return database

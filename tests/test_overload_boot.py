@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from tests.generation import template_module
-from tests.test_boot import (
+from tests.services import (
     BUDGET,
     MAX_OVERFLOW,
     POOL_SIZE,
@@ -38,8 +38,6 @@ from tests.test_boot import (
     run,
     service_env,
 )
-from tests.test_boot import database as database  # the fixtures, reused
-from tests.test_boot import project as project
 
 pytestmark = pytest.mark.boot
 

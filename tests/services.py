@@ -1,0 +1,180 @@
+"""A generated service installed in its own virtual environment, and gunicorn serving it.
+
+The plumbing the boot tests share: the answers they generate with, how a service's
+environment is built, gunicorn started and stopped as a real process, and a watch on the
+database's connections in pg_stat_activity.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+DRIVERS = ("async", "sync")
+WORKERS = 2
+POOL_SIZE = 3
+MAX_OVERFLOW = 2
+# Not the defaults, so the budget checked below is the one the answers set.
+ANSWERS = {"project_name": "Boot Check", "workers": WORKERS, "pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW}
+BUDGET = WORKERS * (POOL_SIZE + MAX_OVERFLOW)  # connections one instance may ever hold
+STARTUP_TIMEOUT = 30  # seconds for gunicorn to answer /healthz
+MISSING_ID = 2**62  # a valid bigint no test creates
+
+# The service's environment is the test's own, minus anything that would steer it.
+STEERING = (
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "DATABASE_URL",
+    "PORT",
+    "WEB_CONCURRENCY",
+    "GRACEFUL_TIMEOUT",
+    "GUNICORN_CMD_ARGS",
+)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A generated service installed in its own .venv."""
+
+    path: Path
+    driver: str
+
+    def bin(self, name: str) -> str:
+        return str(self.path / ".venv" / "bin" / name)
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Gunicorn:
+    """A running `gunicorn -c gunicorn.conf.py` and where it logs."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+# Helpers
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    inherited = {key: value for key, value in os.environ.items() if key not in STEERING and not key.startswith("DB_")}
+    return {**inherited, **overrides}
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> str:
+    result = subprocess.run(
+        command, cwd=cwd, env=env or service_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, (
+        f"`{shlex.join(command)}` failed with {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    )
+    return result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(project: Project, database_url: str, workers: int = WORKERS, **settings: str) -> Iterator[Gunicorn]:
+    """Serve the project on a free port until the block ends (SIGTERM, then SIGKILL if it must)."""
+    port = free_port()
+    log = project.path.parent / f"gunicorn-{port}.log"
+    env = service_env(DATABASE_URL=database_url, WEB_CONCURRENCY=str(workers), PORT=str(port), **settings)
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [project.bin("gunicorn"), "-c", "gunicorn.conf.py"],
+            cwd=project.path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    server = Gunicorn(process, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_until_healthy(server)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_until_healthy(server: Gunicorn) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"gunicorn exited with {server.process.returncode} at startup:\n{server.output()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"gunicorn did not answer /healthz within {STARTUP_TIMEOUT} s:\n{server.output()}")
+
+
+class ConnectionWatch:
+    """Samples how many connections a database has in pg_stat_activity, in a thread."""
+
+    QUERY = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        self.admin_url = admin_url
+        self.database = database
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def now(self) -> int:
+        with psycopg.connect(self.admin_url, autocommit=True) as connection:
+            row = connection.execute(self.QUERY, (self.database,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _sample(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as connection:
+            while not self._stop.is_set():
+                row = connection.execute(self.QUERY, (self.database,)).fetchone()
+                assert row is not None
+                self.samples.append(int(row[0]))
+                time.sleep(0.005)
+
+    def __enter__(self) -> ConnectionWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak(self) -> int:
+        return max(self.samples, default=0)
