@@ -113,6 +113,11 @@ def item_path(project: Project, database: Database) -> str:
     return f"/items/{created.json()['id']}"
 
 
+def attempt(command: list[str], project: Project, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a command of the service's that may fail; its exit code and output, for the test to judge."""
+    return subprocess.run(command, cwd=project.path, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
 # At startup
 
 
@@ -121,29 +126,13 @@ OVER_BUDGET = {"WEB_CONCURRENCY": "8", "DB_POOL_SIZE": "20"}
 
 def test_settings_over_budget_stop_gunicorn_with_the_numbers(project: Project, database: Database) -> None:
     env = service_env(DATABASE_URL=database.url, PORT=str(free_port()), **OVER_BUDGET)
-    started = subprocess.run(
-        [project.bin("gunicorn"), "-c", "gunicorn.conf.py"],
-        cwd=project.path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    started = attempt([project.bin("gunicorn"), "-c", "gunicorn.conf.py"], project, env)
     assert started.returncode != 0
     explanation = "(1 + 1) x 8 x (20 + 2) = 352 connections"
     assert explanation in started.stderr
     assert "WEB_CONCURRENCY=8, DB_POOL_SIZE=20" in started.stderr
 
-    planned = subprocess.run(
-        [project.bin("python"), "-m", "boot_check.capacity"],
-        cwd=project.path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    planned = attempt([project.bin("python"), "-m", "boot_check.capacity"], project, env)
     assert planned.returncode == 1
     assert explanation in planned.stderr
 
@@ -153,15 +142,7 @@ def test_the_server_check_refuses_a_plan_the_answers_accept(project: Project) ->
     with server_module.throwaway_postgres(max_connections=15) as small:
         env = service_env(DATABASE_URL=small.url())
         assert run([project.bin("python"), "-m", "boot_check.capacity"], cwd=project.path, env=env)
-        checked = subprocess.run(
-            [project.bin("python"), "-m", "boot_check.capacity", "--check-server"],
-            cwd=project.path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        checked = attempt([project.bin("python"), "-m", "boot_check.capacity", "--check-server"], project, env)
     assert checked.returncode == 1, checked.stdout
     assert "the server's max_connections is 15" in checked.stderr
     assert f"the plan's peak of {2 * BUDGET} connections exceeds the 12 the server opens" in checked.stderr
