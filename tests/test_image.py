@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,27 +228,41 @@ class Image:
         return self.manifest("deployment.yaml")["spec"]["template"]["spec"]
 
 
+@pytest.fixture(scope="module")
+def builds(
+    docker: Docker, python_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, tuple[Image, subprocess.CompletedProcess[str]]]]:
+    """Both variants' images, built side by side (most of a build is waiting on PyPI)."""
+
+    def build(driver: str) -> tuple[Image, subprocess.CompletedProcess[str]]:
+        answers = {**ANSWERS, "db_driver": driver}
+        generated = generate("copier", answers, tmp_path_factory.mktemp(f"image-{driver}"))
+        assert generated.project is not None, generated.error
+        tag = f"headroom-image-check-{driver}:test"
+        command = ["build", "--quiet", "--network=host", f"--build-arg=PYTHON_IMAGE={python_image}", "-t", tag, "."]
+        result = subprocess.run(
+            [docker.client, *command],
+            cwd=generated.project,
+            env=docker.env,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+            check=False,
+        )
+        return Image(tag, driver, generated.project), result
+
+    with ThreadPoolExecutor(max_workers=len(DRIVERS)) as pool:
+        built = dict(zip(DRIVERS, pool.map(build, DRIVERS), strict=True))
+    yield built
+    for image, _ in built.values():
+        docker.run("image", "rm", "--force", image.tag, check=False)
+
+
 @pytest.fixture(scope="module", params=DRIVERS, ids=lambda driver: f"db_driver={driver}")
-def image(
-    request: pytest.FixtureRequest, docker: Docker, python_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Image]:
-    driver = request.param
-    generated = generate("copier", {**ANSWERS, "db_driver": driver}, tmp_path_factory.mktemp(f"image-{driver}"))
-    assert generated.project is not None, generated.error
-    tag = f"headroom-image-check-{driver}:test"
-    build = ["build", "--quiet", "--network", "host", "--build-arg", f"PYTHON_IMAGE={python_image}", "-t", tag, "."]
-    result = subprocess.run(
-        [docker.client, *build],
-        cwd=generated.project,
-        env=docker.env,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        check=False,
-    )
+def image(request: pytest.FixtureRequest, builds: dict[str, tuple[Image, subprocess.CompletedProcess[str]]]) -> Image:
+    image, result = builds[request.param]
     assert result.returncode == 0, f"docker build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    yield Image(tag, driver, generated.project)
-    docker.run("image", "rm", "--force", tag, check=False)
+    return image
 
 
 def free_port() -> int:
