@@ -8,7 +8,7 @@ from importlib import metadata
 
 from fastapi import FastAPI
 
-from .api import capacity, health, items
+from .api import bench, capacity, health, items
 from .lifespan import lifespan
 from .overload import RequestDeadline, install_overload_handlers
 from .settings import Settings
@@ -29,4 +29,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(capacity.router)
     app.include_router(items.router)
+    if settings.bench_endpoints:  # BENCH_ENDPOINTS=true: for bench/ only
+        app.include_router(bench.router)
     return app

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # /readyz answers 503 when the database does not answer within this many seconds.
     readiness_timeout: float = Field(default=2.0, gt=0)
 
+    # The sleeping endpoints of api/bench.py, for `python -m bench`; never on in production.
+    bench_endpoints: bool = False
+
     @field_validator("web_concurrency", mode="before")
     @classmethod
     def _auto_workers(cls, value: object) -> object:

@@ -1,0 +1,113 @@
+"""GET /items/{id} at rising concurrency, with wrk (closed loop: each connection sends its next
+request when the previous answer arrives). A Lua script spreads the requests over the item ids
+and prints wrk's own latency percentiles as JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SCRIPT = """
+local ids = IDS
+local next_id = 0
+request = function()
+  next_id = next_id % #ids + 1
+  return wrk.format("GET", "/items/" .. ids[next_id])
+end
+done = function(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "max_us": %d,'
+    .. ' "non_2xx": %d, "socket_errors": %d, "timeouts": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, errors.status, errors.connect + errors.read + errors.write, errors.timeout))
+end
+"""
+
+
+@dataclass(frozen=True)
+class LoadLevel:
+    concurrency: int
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def rps(self) -> float:
+        """Answers per second, whatever their status."""
+        return self.requests / self.seconds
+
+    @property
+    def ok_rps(self) -> float:
+        """2xx answers per second."""
+        return (self.requests - self.non_2xx) / self.seconds
+
+
+def require_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (or brew install wrk)")
+    return wrk
+
+
+def run_load(
+    url: str,
+    ids: Sequence[int],
+    levels: list[int],
+    duration: float,
+    warmup: float,
+    cpu: int | None,
+    progress: Callable[[str], None],
+) -> list[LoadLevel]:
+    wrk = require_wrk()
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as scratch:
+        script = Path(scratch) / "items.lua"
+        script.write_text(SCRIPT.replace("IDS", "{" + ",".join(map(str, ids)) + "}"))
+        if warmup > 0:
+            progress(f"items: warming up for {warmup:g} s at {max(levels)} connections")
+            _wrk(wrk, script, url, max(levels), warmup, cpu)
+        results = []
+        for concurrency in levels:
+            progress(f"items: {concurrency} connections for {duration:g} s ...")
+            level = _wrk(wrk, script, url, concurrency, duration, cpu)
+            progress(
+                f"items: x{concurrency:<4} {level.ok_rps:8.0f} req/s  p50 {level.p50_ms:7.2f} ms"
+                f"  p99 {level.p99_ms:7.2f} ms"
+                + (f"  non-2xx {level.non_2xx}" if level.non_2xx else "")
+                + (f"  socket errors {level.socket_errors}" if level.socket_errors else "")
+            )
+            results.append(level)
+    return results
+
+
+def _wrk(
+    wrk: str, script: Path, url: str, connections: int, seconds: float, cpu: int | None
+) -> LoadLevel:
+    command = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    command += ["-s", str(script), url]
+    if cpu is not None and shutil.which("taskset"):
+        command = ["taskset", "-c", str(cpu), *command]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({result.returncode}): {result.stdout}{result.stderr}")
+    data = json.loads(lines[-1].removeprefix("RESULT "))
+    return LoadLevel(
+        concurrency=connections,
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        max_ms=data["max_us"] / 1000,
+        non_2xx=data["non_2xx"],
+        socket_errors=data["socket_errors"] + data["timeouts"],
+    )
