@@ -38,7 +38,9 @@ TARGETS = ("docker-compose", "kubernetes", "systemd")
 # (3 + 0) x 3 x (4 + 2) = 54 <= 200 - 20. max_surge 0 takes the branch where a rollout stops a
 # pod before it starts the next.
 UNUSUAL = {
-    "project_name": "Deploy Check",
+    # Characters that mean something to YAML, Markdown and systemd (a specifier) in the name.
+    "project_name": "Deploy Check: 100% #1",
+    "project_slug": "deploy_check",
     "workers": 3,
     "pool_size": 4,
     "max_overflow": 2,
