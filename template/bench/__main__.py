@@ -89,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                 "Threadpool: skipped; start the service with BENCH_ENDPOINTS=true."
             )
             progress("threadpool: skipped, the service has no /bench endpoints")
-    ids = item_ids(url, args) if {"items", "overload"} & set(args.only) else []
+    reads = {"items", "overload"} & set(args.only)
+    paths = [f"/items/{item}" for item in item_ids(url, args)] if reads else []
     if "items" in args.only:
         results.items = run_load(
-            url, ids, args.levels, args.duration, args.warmup, args.pin_load, progress
+            url, paths, args.levels, args.duration, args.warmup, args.pin_load, progress
         )
     if "overload" in args.only:
         best = max((level.ok_rps for level in results.items), default=0)
@@ -104,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         seconds = args.overload_duration
         progress(f"overload: {rate:,.0f} req/s for {seconds:g} s over {connections} connections")
-        paths = [f"/items/{item}" for item in ids]
         results.overload = run_overload(url, paths, rate, args.overload_duration, connections)
         for status, latency in results.overload.by_status.items():
             progress(

@@ -1,6 +1,6 @@
 """GET /items/{id} at rising concurrency, with wrk (closed loop: each connection sends its next
-request when the previous answer arrives). A Lua script spreads the requests over the item ids
-and prints wrk's own latency percentiles as JSON."""
+request when the previous answer arrives). A Lua script spreads the requests over the paths
+given (one per item id) and prints wrk's own latency percentiles as JSON."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCRIPT = """
-local ids = IDS
-local next_id = 0
+local paths = PATHS
+local next_path = 0
 request = function()
-  next_id = next_id % #ids + 1
-  return wrk.format("GET", "/items/" .. ids[next_id])
+  next_path = next_path % #paths + 1
+  return wrk.format("GET", paths[next_path])
 end
 done = function(summary, latency, requests)
   local errors = summary.errors
@@ -61,7 +61,7 @@ def require_wrk() -> str:
 
 def run_load(
     url: str,
-    ids: Sequence[int],
+    paths: Sequence[str],
     levels: list[int],
     duration: float,
     warmup: float,
@@ -71,16 +71,17 @@ def run_load(
     wrk = require_wrk()
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as scratch:
         script = Path(scratch) / "items.lua"
-        script.write_text(SCRIPT.replace("IDS", "{" + ",".join(map(str, ids)) + "}"))
+        table = ",".join(json.dumps(path) for path in paths)  # a Lua string is a JSON one here
+        script.write_text(SCRIPT.replace("PATHS", "{" + table + "}"))
         if warmup > 0:
-            progress(f"items: warming up for {warmup:g} s at {max(levels)} connections")
+            progress(f"load: warming up for {warmup:g} s at {max(levels)} connections")
             _wrk(wrk, script, url, max(levels), warmup, cpu)
         results = []
         for concurrency in levels:
-            progress(f"items: {concurrency} connections for {duration:g} s ...")
+            progress(f"load: {concurrency} connections for {duration:g} s ...")
             level = _wrk(wrk, script, url, concurrency, duration, cpu)
             progress(
-                f"items: x{concurrency:<4} {level.ok_rps:8.0f} req/s  p50 {level.p50_ms:7.2f} ms"
+                f"load: x{concurrency:<4} {level.ok_rps:8.0f} req/s  p50 {level.p50_ms:7.2f} ms"
                 f"  p99 {level.p99_ms:7.2f} ms"
                 + (f"  non-2xx {level.non_2xx}" if level.non_2xx else "")
                 + (f"  socket errors {level.socket_errors}" if level.socket_errors else "")
