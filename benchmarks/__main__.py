@@ -1,0 +1,396 @@
+"""`uv run python -m benchmarks`: measure the generated variants against a raw baseline.
+
+Writes BENCHMARKS.md (or --output). See __init__.py for what runs; --quick is a smoke run of
+a few seconds per part, for CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from benchmarks import services
+from benchmarks.machine import Meter, Usage, children
+from benchmarks.report import write_report
+from tests.generation import REPO, template_module
+
+STARTED = time.monotonic()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def load_bench() -> ModuleType:
+    """template/bench, the generated project's load code, imported as a package by path."""
+    folder = REPO / "template" / "bench"
+    name = "headroom_bench"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    for part in ("load", "overload", "threadpool", "machine"):
+        importlib.import_module(f"{name}.{part}")
+    return sys.modules[name]
+
+
+@dataclass
+class Plan:
+    """What one run measures, and for how long."""
+
+    variants: list[str]
+    levels: list[int]
+    headline: int  # the concurrency the ratios and ablations are taken at
+    rounds: int  # each measurement is repeated, targets taking turns, and the median kept
+    duration: float
+    warmup: float
+    overload_duration: float
+    sleep: float
+    sleep_levels: list[int]
+    ablations: list[str]
+    server_cpu: int
+    load_cpu: int
+    items: int = 1000
+
+
+FULL = {
+    "levels": [1, 4, 16],
+    "headline": 16,
+    "rounds": 3,
+    "duration": 4.0,
+    "warmup": 2.0,
+    "overload_duration": 6.0,
+    "sleep": 2.0,
+    "sleep_levels": [20, 40, 80, 120],
+}
+QUICK = {
+    "levels": [4],
+    "headline": 4,
+    "rounds": 1,
+    "duration": 1.0,
+    "warmup": 0.0,
+    "overload_duration": 1.0,
+    "sleep": 0.2,
+    "sleep_levels": [5, 50],
+}
+ABLATIONS = [
+    "orm",
+    "idle_ping",
+    "autocommit",
+    "core",
+    "preserialised",
+    "asyncio_h11",
+    "no_access_log",
+    "no_database",
+    "raw_no_database",
+]
+
+
+@dataclass
+class Summary:
+    """One target at one concurrency: the median of its rounds."""
+
+    concurrency: int
+    ok_rps: float
+    rps_low: float  # the slowest and fastest round
+    rps_high: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # non-2xx answers and socket errors, all rounds
+    server_us: float  # server CPU per request
+    postgres_us: float
+
+    @classmethod
+    def of(cls, rounds: list[tuple[Any, Usage]]) -> Summary:
+        def per_request(seconds: float, level: Any) -> float:
+            return 1e6 * seconds / level.requests if level.requests else float("nan")
+
+        rps = [level.ok_rps for level, _ in rounds]
+        return cls(
+            concurrency=rounds[0][0].concurrency,
+            ok_rps=statistics.median(rps),
+            rps_low=min(rps),
+            rps_high=max(rps),
+            p50_ms=statistics.median(level.p50_ms for level, _ in rounds),
+            p99_ms=statistics.median(level.p99_ms for level, _ in rounds),
+            errors=sum(level.non_2xx + level.socket_errors for level, _ in rounds),
+            server_us=statistics.median(per_request(usage.server, level) for level, usage in rounds),
+            postgres_us=statistics.median(per_request(usage.postgres, level) for level, usage in rounds),
+        )
+
+
+@dataclass
+class Measured:
+    """Everything one run found, for the report."""
+
+    plan: Plan
+    command: str
+    machine: dict[str, str]
+    versions: dict[str, str]
+    postgres: str
+    commands: dict[str, str] = field(default_factory=dict)
+    items: dict[str, list[Summary]] = field(default_factory=dict)  # target -> one per level
+    overload: dict[str, Any] = field(default_factory=dict)
+    threadpool: dict[str, tuple[list[Any], Any]] = field(default_factory=dict)
+    thread_hop: dict[str, dict[str, Summary]] = field(default_factory=dict)
+    ablations: dict[str, Summary] = field(default_factory=dict)
+    libraries: dict[str, set[str]] = field(default_factory=dict)
+    usages: list[Usage] = field(default_factory=list)  # every measurement, for the host's load
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument("--workdir", type=Path, help="where to generate (default: a temporary folder)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: seconds per part")
+    parser.add_argument("--variants", default="async,sync", help="which generated variants to measure")
+    parser.add_argument("--ablations", help=f"comma-separated, from {','.join(ABLATIONS)} (quick: none)")
+    parser.add_argument("--server-cpu", type=int, default=1, help="the CPU gunicorn runs on")
+    parser.add_argument("--load-cpu", type=int, default=0, help="the CPU wrk, the sender and PostgreSQL run on")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    shape = QUICK if args.quick else FULL
+    chosen = args.ablations if args.ablations is not None else ("" if args.quick else ",".join(ABLATIONS))
+    plan = Plan(
+        variants=[variant for variant in args.variants.split(",") if variant],
+        ablations=[step for step in chosen.split(",") if step],
+        server_cpu=args.server_cpu,
+        load_cpu=args.load_cpu,
+        **shape,  # type: ignore[arg-type]
+    )
+    if unknown := set(plan.ablations) - set(ABLATIONS):
+        raise SystemExit(f"unknown ablations {sorted(unknown)}; choose from {','.join(ABLATIONS)}")
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        return run(plan, args, args.workdir)
+    with tempfile.TemporaryDirectory(prefix="headroom-benchmarks-") as scratch:
+        return run(plan, args, Path(scratch))
+
+
+def run(plan: Plan, args: argparse.Namespace, workdir: Path) -> int:
+    cpus = sorted(os.sched_getaffinity(0))
+    if plan.server_cpu not in cpus or plan.load_cpu not in cpus or len(cpus) < 2:
+        plan.server_cpu, plan.load_cpu = cpus[-1], cpus[0]
+        progress(f"CPUs available: {cpus}; the server runs on {plan.server_cpu}, the load on {plan.load_cpu}")
+    os.sched_setaffinity(0, {plan.load_cpu})  # this process, wrk, and PostgreSQL (started below)
+    bench = load_bench()
+    postgres_server = template_module("tests/postgres_server.py")
+    needed = sorted({"async", *plan.variants})  # the baseline runs in the async variant's environment
+    projects = {}
+    for driver in needed:
+        progress(f"generating and installing the {driver} variant")
+        projects[driver] = services.build(driver, workdir)
+    logs = workdir / "logs"
+    logs.mkdir(exist_ok=True)
+    # Up to 13 services at once, 2 workers each, up to 10 connections per worker.
+    with postgres_server.throwaway_postgres(max_connections=300) as pg:
+        postmaster = _postmaster(pg.port)
+        for pid in [postmaster, *children(postmaster)]:
+            os.sched_setaffinity(pid, {plan.load_cpu})
+        url = pg.create_database("bench")
+        services.run([projects["async"].bin("alembic"), "upgrade", "head"], projects["async"].path,
+                     services.service_env(DATABASE_URL=url))  # fmt: skip
+        pg.sql(
+            "INSERT INTO items (name, description) SELECT 'item ' || n, 'a description of item ' || n"
+            f" FROM generate_series(1, {plan.items}) AS n",
+            "bench",
+        )
+        measured = Measured(
+            plan=plan,
+            command=shlex.join(["uv", "run", "python", "-m", "benchmarks", *sys.argv[1:]]),
+            machine=bench.machine.describe_machine(),
+            versions=_versions(projects),
+            postgres=pg.sql("SHOW server_version"),
+        )
+        measured.machine["Python"] = f"{platform.python_implementation()} {platform.python_version()}"
+        context = Context(plan, bench, projects, url, postmaster, logs, workdir, measured)
+        context.measure_targets(["baseline", *plan.variants])
+        context.measure_threadpool(plan.variants)
+        if plan.ablations:
+            context.measure_ablations(plan.ablations)
+    write_report(measured, args.output)
+    progress(f"wrote {args.output}")
+    return 0
+
+
+def _postmaster(port: int) -> int:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                command = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if command and command[0].endswith(b"/postgres") and f"-cport={port}".encode() in command:
+                return int(proc.name)
+    raise RuntimeError(f"no postmaster found for port {port}")
+
+
+def _versions(projects: dict[str, services.Project]) -> dict[str, str]:
+    script = (
+        "import importlib.metadata as m\n"
+        "for n in ('fastapi','starlette','pydantic','sqlalchemy','asyncpg','psycopg','uvicorn','uvicorn-worker',"
+        "'gunicorn','uvloop','httptools','anyio'):\n"
+        "    try: print(n, m.version(n))\n"
+        "    except m.PackageNotFoundError: pass\n"
+    )
+    found: dict[str, str] = {}
+    for project in projects.values():
+        for line in services.run([project.bin("python"), "-c", script], project.path).splitlines():
+            name, version = line.split()
+            found[name] = version
+    return found
+
+
+@dataclass
+class Context:
+    plan: Plan
+    bench: ModuleType
+    projects: dict[str, services.Project]
+    database_url: str
+    postmaster: int
+    logs: Path
+    workdir: Path
+    measured: Measured
+    paths: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.paths = [f"/items/{item}" for item in range(1, self.plan.items + 1)]
+
+    def server(self, target: str, label: str = "", **extra: str) -> Any:
+        """gunicorn for a target: 'baseline', a variant, or an ablation step."""
+        env = services.service_env(DATABASE_URL=self.database_url, **extra)
+        if target == "baseline" or target == "raw_no_database":
+            project = self.projects["async"]
+            env |= {"PYTHONPATH": str(services.HERE), "WEB_CONCURRENCY": "2"}
+            if target == "raw_no_database":
+                env["BASELINE_NO_DATABASE"] = "1"
+            args = ["-k", "uvicorn_worker.UvicornWorker", "-w", "2", "--keep-alive", "5", "baseline_app:app"]
+        elif target in self.projects:
+            project, args = self.projects[target], ["-c", "gunicorn.conf.py"]
+        else:  # an ablation of the async variant
+            project = self.projects["async"]
+            env |= {"PYTHONPATH": str(services.HERE), "SERVICE_PACKAGE": services.PACKAGE}
+            config = "gunicorn.conf.py"
+            if target == "no_access_log":
+                config = str(services.gunicorn_config_without_access_log(project, self.workdir))
+            args = ["-c", config, "ablations:create_app()"]
+            if target == "asyncio_h11":
+                args += ["--worker-class", "ablations.AsyncioH11Worker"]
+            if target not in ("asyncio_h11", "no_access_log"):
+                env["ABLATION"] = target
+        name = f"{label}{target}".replace(" ", "-")
+        return services.serve(name, project, args, env, self.plan.server_cpu, self.logs)
+
+    def servers(
+        self, stack: ExitStack, targets: list[str], label: str = "", **extra: str
+    ) -> dict[str, services.Server]:
+        """Start gunicorn for every target at once (idle ones cost nothing), so that the
+        measurements can take turns and contention on the host spreads over all of them."""
+        started = {}
+        for target in targets:
+            progress(f"starting {target}")
+            server = stack.enter_context(self.server(target, label, **extra))
+            shown = " ".join([*(f"{key}={value}" for key, value in extra.items()), server.command])
+            self.measured.commands.setdefault(f"{label}{target}", shown)
+            self.measured.libraries.setdefault(target, services.loaded_libraries(server.pid))
+            started[target] = server
+        return started
+
+    def take_turns(
+        self, servers: dict[str, services.Server], paths: dict[str, list[str]], levels: list[int]
+    ) -> dict[str, list[Summary]]:
+        """wrk against each server in turn, level by level, for plan.rounds rounds."""
+        plan = self.plan
+        rounds: dict[tuple[str, int], list[tuple[Any, Usage]]] = {}
+        if plan.warmup:
+            for target, server in servers.items():
+                self.bench.load.run_load(
+                    server.url, paths[target], [max(levels)], 0, plan.warmup, plan.load_cpu, progress
+                )
+        for number in range(1, plan.rounds + 1):
+            for level in levels:
+                for target, server in servers.items():
+                    progress(f"round {number}/{plan.rounds}: {target}")
+                    meter = Meter(server.pid, self.postmaster)
+                    meter.start()
+                    [result] = self.bench.load.run_load(
+                        server.url, paths[target], [level], plan.duration, 0, plan.load_cpu, progress
+                    )
+                    usage = meter.stop()
+                    self.measured.usages.append(usage)
+                    rounds.setdefault((target, level), []).append((result, usage))
+        return {target: [Summary.of(rounds[target, level]) for level in levels] for target in servers}
+
+    def measure_targets(self, targets: list[str]) -> None:
+        with ExitStack() as stack:
+            servers = self.servers(stack, targets)
+            progress(f"GET /items/{{id}} at {self.plan.levels} connections, {self.plan.rounds} rounds")
+            self.measured.items = self.take_turns(servers, dict.fromkeys(servers, self.paths), self.plan.levels)
+            for target, server in servers.items():
+                self.measure_overload(target, server)
+
+    def measure_overload(self, target: str, server: services.Server) -> None:
+        capacity = self.bench.machine.discover_capacity(server.url)
+        if capacity.admission_total is None:  # the baseline: the same load as the async variant's
+            capacity = self.bench.machine.Capacity(2, 15, None, "the async variant's plan")
+        best = max(summary.ok_rps for summary in self.measured.items[target])
+        rate, connections = 2 * best, 10 * capacity.admission_total
+        progress(f"{target}: overload, {rate:,.0f} req/s open loop over {connections} connections")
+        meter = Meter(server.pid, self.postmaster)
+        meter.start()
+        result = self.bench.overload.run_overload(
+            server.url, self.paths, rate, self.plan.overload_duration, connections
+        )
+        self.measured.overload[target] = (result, meter.stop(), capacity)
+
+    def measure_threadpool(self, variants: list[str]) -> None:
+        with ExitStack() as stack:
+            extra = {"BENCH_ENDPOINTS": "true", "WEB_CONCURRENCY": "1"}
+            servers = self.servers(stack, variants, "threadpool ", **extra)
+            for variant, server in servers.items():
+                progress(f"{variant}: threadpool experiment, one worker")
+                capacity = self.bench.machine.discover_capacity(server.url)
+                levels = self.bench.threadpool.run_threadpool(
+                    server.url, self.plan.sleep_levels, self.plan.sleep, progress
+                )
+                self.measured.threadpool[variant] = (levels, capacity)
+            hop_servers = {
+                f"{variant} {kind}": server for variant, server in servers.items() for kind in ("sync", "async")
+            }
+            paths = {name: [f"/bench/sleep/{name.split()[1]}?seconds=0"] for name in hop_servers}
+            progress(f"sleeping 0 s, def and async def, at {self.plan.headline} connections")
+            hop = self.take_turns(hop_servers, paths, [self.plan.headline])
+            for name, [summary] in hop.items():
+                variant, kind = name.split()
+                self.measured.thread_hop.setdefault(variant, {})[kind] = summary
+
+    def measure_ablations(self, steps: list[str]) -> None:
+        with ExitStack() as stack:
+            servers = self.servers(stack, [*steps, "async", "baseline"], "ablation ")
+            progress(f"ablations at {self.plan.headline} connections, {self.plan.rounds} rounds")
+            found = self.take_turns(servers, dict.fromkeys(servers, self.paths), [self.plan.headline])
+            self.measured.ablations = {target: summary for target, [summary] in found.items()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

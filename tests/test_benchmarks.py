@@ -1,0 +1,73 @@
+"""Smoke runs of both benchmark commands: they run end to end and write their outputs.
+
+No thresholds on the numbers (CI machines are shared and noisy); the real run is
+`uv run python -m benchmarks`, whose output is the committed BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import Project, gunicorn, run, service_env
+
+pytestmark = pytest.mark.boot
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def benchmarks_run(tmp_path_factory: pytest.TempPathFactory, uv: str) -> tuple[Path, Path]:
+    """`python -m benchmarks --quick` on the async variant: (its report, its work folder)."""
+    if shutil.which("wrk") is None:
+        pytest.fail("the benchmarks need wrk: apt-get install wrk", pytrace=False)
+    workdir = tmp_path_factory.mktemp("benchmarks")
+    report = workdir / "BENCHMARKS.md"
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--variants", "async", "--output", str(report)]
+    command += ["--workdir", str(workdir), "--ablations", "orm"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return report, workdir
+
+
+def test_the_benchmarks_command_writes_a_report(benchmarks_run: tuple[Path, Path]) -> None:
+    report = benchmarks_run[0].read_text()
+    for heading in (
+        "## The machine",
+        "## GET /items/{id}: the variants against the baseline",
+        "## Overload",
+        "## The threadpool experiment",
+        "## What each choice costs",
+        "## How it was run",
+    ):
+        assert heading in report, heading
+    rows = [line for line in report.splitlines() if line.startswith(("| baseline |", "| async |"))]
+    assert len(rows) >= 2, report
+    assert "req/s vs baseline" in report
+    assert "`def + time.sleep`" in report
+
+
+def test_the_generated_bench_command_writes_a_table_and_a_chart(
+    benchmarks_run: tuple[Path, Path], postgres: Any
+) -> None:
+    project = Project(benchmarks_run[1] / "async" / "project", "async")
+    database = postgres.create_database("bench_smoke")
+    run([project.bin("alembic"), "upgrade", "head"], cwd=project.path, env=service_env(DATABASE_URL=database))
+    out = project.path / "bench-results"
+    with gunicorn(project, database, workers=1, BENCH_ENDPOINTS="true") as server:
+        command = [project.bin("python"), "-m", "bench", "--url", server.url, "--quick", "--out", str(out)]
+        result = subprocess.run(command, cwd=project.path, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "threadpool:" in result.stderr, "progress is shown while it runs"
+    table = (out / "bench.md").read_text()
+    for heading in ("## Threadpool: sleeping endpoints", "## GET /items/{id}", "## Overload"):
+        assert heading in table, table
+    assert "| 200 |" in table, table
+    assert "**CPU**" in table, "the machine is stated"
+    assert (out / "bench.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert (out / "bench.json").is_file()
