@@ -74,9 +74,9 @@ FULL = {
     "levels": [1, 4, 16],
     "headline": 16,
     "rounds": 3,
-    "duration": 4.0,
-    "warmup": 2.0,
-    "overload_duration": 6.0,
+    "duration": 3.0,
+    "warmup": 1.0,
+    "overload_duration": 5.0,
     "sleep": 2.0,
     "sleep_levels": [20, 40, 80, 120],
 }
@@ -116,6 +116,7 @@ class Summary:
     errors: int  # non-2xx answers and socket errors, all rounds
     server_us: float  # server CPU per request
     postgres_us: float
+    connections_per_1000: float  # new database connections per 1000 requests
 
     @classmethod
     def of(cls, rounds: list[tuple[Any, Usage]]) -> Summary:
@@ -133,6 +134,9 @@ class Summary:
             errors=sum(level.non_2xx + level.socket_errors for level, _ in rounds),
             server_us=statistics.median(per_request(usage.server, level) for level, usage in rounds),
             postgres_us=statistics.median(per_request(usage.postgres, level) for level, usage in rounds),
+            connections_per_1000=statistics.median(
+                1000 * usage.connections / level.requests if level.requests else 0.0 for level, usage in rounds
+            ),
         )
 
 
@@ -224,6 +228,7 @@ def run(plan: Plan, args: argparse.Namespace, workdir: Path) -> int:
         )
         measured.machine["Python"] = f"{platform.python_implementation()} {platform.python_version()}"
         context = Context(plan, bench, projects, url, postmaster, logs, workdir, measured)
+        context.sessions = lambda: int(pg.sql("SELECT sessions FROM pg_stat_database WHERE datname = 'bench'"))
         context.measure_targets(["baseline", *plan.variants])
         context.measure_threadpool(plan.variants)
         if plan.ablations:
@@ -271,6 +276,7 @@ class Context:
     logs: Path
     workdir: Path
     measured: Measured
+    sessions: Any = None  # () -> connections the database has accepted so far
     paths: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -278,7 +284,8 @@ class Context:
 
     def server(self, target: str, label: str = "", **extra: str) -> Any:
         """gunicorn for a target: 'baseline', a variant, or an ablation step."""
-        env = services.service_env(DATABASE_URL=self.database_url, **extra)
+        # Workers are not recycled mid-measurement (MAX_REQUESTS): a restart is not what is measured.
+        env = services.service_env(DATABASE_URL=self.database_url, MAX_REQUESTS="0", **extra)
         if target == "baseline" or target == "raw_no_database":
             project = self.projects["async"]
             env |= {"PYTHONPATH": str(services.HERE), "WEB_CONCURRENCY": "2"}
@@ -331,7 +338,7 @@ class Context:
             for level in levels:
                 for target, server in servers.items():
                     progress(f"round {number}/{plan.rounds}: {target}")
-                    meter = Meter(server.pid, self.postmaster)
+                    meter = Meter(server.pid, self.postmaster, self.sessions)
                     meter.start()
                     [result] = self.bench.load.run_load(
                         server.url, paths[target], [level], plan.duration, 0, plan.load_cpu, progress
@@ -356,7 +363,7 @@ class Context:
         best = max(summary.ok_rps for summary in self.measured.items[target])
         rate, connections = 2 * best, 10 * capacity.admission_total
         progress(f"{target}: overload, {rate:,.0f} req/s open loop over {connections} connections")
-        meter = Meter(server.pid, self.postmaster)
+        meter = Meter(server.pid, self.postmaster, self.sessions)
         meter.start()
         result = self.bench.overload.run_overload(
             server.url, self.paths, rate, self.plan.overload_duration, connections

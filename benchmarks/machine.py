@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class Usage:
     postgres: float  # of the PostgreSQL cluster
     load: float  # of the load generator (wrk, or this process)
     cores: dict[str, float]  # busy fraction of each CPU, whoever used it
+    connections: int = 0  # new connections the database accepted
 
     @property
     def others(self) -> float:
@@ -65,9 +67,10 @@ class Usage:
 class Meter:
     """Measures CPU use between start() and stop()."""
 
-    def __init__(self, server_pid: int, postgres_pid: int) -> None:
+    def __init__(self, server_pid: int, postgres_pid: int, sessions: Callable[[], int] | None = None) -> None:
         self.server_pid = server_pid
         self.postgres_pid = postgres_pid
+        self.sessions = sessions or (lambda: 0)  # how many connections the database has accepted
 
     def _sample(self) -> tuple[float, float, float, float, dict[str, float]]:
         times = os.times()
@@ -81,10 +84,12 @@ class Meter:
         )
 
     def start(self) -> None:
+        self._sessions = self.sessions()
         self._start = self._sample()
 
     def stop(self) -> Usage:
         end = self._sample()
+        connections = self.sessions() - self._sessions
         elapsed = end[0] - self._start[0]
         cores = {cpu: (end[4][cpu] - self._start[4].get(cpu, 0)) / elapsed for cpu in end[4]}
         return Usage(
@@ -93,4 +98,5 @@ class Meter:
             postgres=end[2] - self._start[2],
             load=end[3] - self._start[3],
             cores=cores,
+            connections=connections,
         )

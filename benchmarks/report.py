@@ -99,11 +99,13 @@ def items_section(m: Any) -> list[str]:
                     ratio(summary.p99_ms, base.p99_ms) if base else "-",
                     f"{summary.server_us:,.0f}",
                     f"{summary.postgres_us:,.0f}",
+                    f"{summary.connections_per_1000:,.1f}",
                     str(summary.errors),
                 ]
             )
     header = ["target", "connections", "req/s (slowest-fastest round)", "p50 ms", "p99 ms", "req/s vs baseline"]
-    header += ["p99 vs baseline", "server CPU µs/req", "PostgreSQL CPU µs/req", "errors"]
+    header += ["p99 vs baseline", "server CPU µs/req", "PostgreSQL CPU µs/req", "new connections per 1000 req"]
+    header += ["errors"]
     out = [
         "## GET /items/{id}: the variants against the baseline",
         "",
@@ -244,12 +246,14 @@ def ablation_section(m: Any) -> list[str]:
                 f"{summary.p50_ms:.2f}",
                 f"{summary.p99_ms:.2f}",
                 f"{summary.server_us:,.0f}",
+                f"{summary.connections_per_1000:,.1f}",
                 change,
             ]
         )
         if step in ladder:
             previous = summary.server_us
-    header = ["path", "req/s (slowest-fastest)", "p50 ms", "p99 ms", "server CPU µs/req", "change"]
+    header = ["path", "req/s (slowest-fastest)", "p50 ms", "p99 ms", "server CPU µs/req", "new connections /1000"]
+    header += ["change"]
     return [
         "## What each choice costs",
         "",
@@ -329,6 +333,7 @@ def reading(m: Any, rows: dict[str, Any]) -> list[str]:
                 else "."
             )
         )
+    out += pool_overflow(m)
     if "sync" in m.items and "baseline" in m.items:
         out.append(
             "- **The sync variant** keeps its first-generated path (ORM session, transaction, `pool_pre_ping`)"
@@ -338,6 +343,30 @@ def reading(m: Any, rows: dict[str, Any]) -> list[str]:
             " (admission limit + spare threads) bounds how many requests it serves at once per worker."
         )
     return [*out, ""]
+
+
+def pool_overflow(m: Any) -> list[str]:
+    """What SQLAlchemy's overflow connections cost, if the run saw them churn."""
+    by = {target: {summary.concurrency: summary for summary in levels} for target, levels in m.items.items()}
+    if "async" not in by or "baseline" not in by:
+        return []
+    head, low = m.plan.headline, min(by["async"])
+    churn = by["async"][head].connections_per_1000
+    if churn < 1:
+        return []
+    return [
+        f"- **Pool overflow**: at {head} connections the async variant opened {churn:,.1f} new database"
+        f" connections per 1000 requests, the baseline {by['baseline'][head].connections_per_1000:,.1f}."
+        " SQLAlchemy's QueuePool closes an overflow connection as soon as it comes back while DB_POOL_SIZE"
+        " connections sit idle, and opens a new one at the next burst: a worker whose database concurrency"
+        " hovers around DB_POOL_SIZE pays a connection setup (PostgreSQL forks a backend, asyncpg"
+        " authenticates and sets up its codecs) on a share of its requests, while asyncpg's own pool keeps its"
+        f" connections. At {low} connection(s) the async variant spent {by['async'][low].server_us:,.0f} µs of"
+        f" server CPU and {by['async'][low].postgres_us:,.0f} µs of PostgreSQL CPU per request; at {head},"
+        f" {by['async'][head].server_us:,.0f} and {by['async'][head].postgres_us:,.0f}. A DB_POOL_SIZE that"
+        " covers the usual concurrency (the plan already budgets DB_POOL_SIZE + DB_MAX_OVERFLOW per worker)"
+        " avoids it."
+    ]
 
 
 def commands_section(m: Any) -> list[str]:
