@@ -57,7 +57,8 @@ class Plan:
 
     variants: list[str]
     levels: list[int]
-    headline: int  # the concurrency the ratios and ablations are taken at
+    headline: int  # the concurrency the goal is checked at
+    ablation_level: int  # the concurrency of the ablations: within each worker's pool, so no overflow churn
     rounds: int  # each measurement is repeated, targets taking turns, and the median kept
     duration: float
     warmup: float
@@ -73,6 +74,7 @@ class Plan:
 FULL = {
     "levels": [1, 4, 16],
     "headline": 16,
+    "ablation_level": 4,
     "rounds": 3,
     "duration": 3.0,
     "warmup": 1.0,
@@ -83,6 +85,7 @@ FULL = {
 QUICK = {
     "levels": [4],
     "headline": 4,
+    "ablation_level": 4,
     "rounds": 1,
     "duration": 1.0,
     "warmup": 0.0,
@@ -394,8 +397,9 @@ class Context:
     def measure_ablations(self, steps: list[str]) -> None:
         with ExitStack() as stack:
             servers = self.servers(stack, [*steps, "async", "baseline"], "ablation ")
-            progress(f"ablations at {self.plan.headline} connections, {self.plan.rounds} rounds")
-            found = self.take_turns(servers, dict.fromkeys(servers, self.paths), [self.plan.headline])
+            level = self.plan.ablation_level
+            progress(f"ablations at {level} connections, {self.plan.rounds} rounds")
+            found = self.take_turns(servers, dict.fromkeys(servers, self.paths), [level])
             self.measured.ablations = {target: summary for target, [summary] in found.items()}
 
 
