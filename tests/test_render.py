@@ -5,25 +5,48 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from jinja2 import Environment, StrictUndefined
 
 from tests.generation import TOOLS, Generated, copier_questions, generate, tree
 
 DRIVERS = ("async", "sync")
 TARGETS = ("docker-compose", "kubernetes", "systemd")
 COMBINATIONS = [
-    {"db_driver": driver, "deployment_target": target} for driver, target in itertools.product(DRIVERS, TARGETS)
+    {"db_driver": driver, "deployment_target": target, "pgbouncer": False}
+    for driver, target in itertools.product(DRIVERS, TARGETS)
+]
+# PgBouncer changes the engine (per driver) and adds files (per target): each target once, both
+# drivers among them, rather than the whole cross product again.
+COMBINATIONS += [
+    {"db_driver": "async", "deployment_target": "docker-compose", "pgbouncer": True},
+    {"db_driver": "sync", "deployment_target": "kubernetes", "pgbouncer": True},
+    {"db_driver": "async", "deployment_target": "systemd", "pgbouncer": True},
 ]
 
-# Files that only exist for some answers: (path, answer key, the answer that keeps it).
+
+def target_is(target: str, pgbouncer: bool | None = None) -> Callable[[dict[str, Any]], bool]:
+    """Whether a file belongs to these answers: the target's, and with or without PgBouncer."""
+    return lambda answers: answers["deployment_target"] == target and pgbouncer in (None, answers["pgbouncer"])
+
+
+# Files that only exist for some answers: (path, whether these answers keep it).
 CONDITIONAL_FILES = [
-    ("compose.yaml", "deployment_target", "docker-compose"),
-    (".env.example", "deployment_target", "docker-compose"),
-    ("deploy/kubernetes/kustomization.yaml", "deployment_target", "kubernetes"),
-    ("deploy/systemd/{slug}.service", "deployment_target", "systemd"),
+    ("compose.yaml", target_is("docker-compose")),
+    (".env.example", target_is("docker-compose")),
+    ("pgbouncer.ini", target_is("docker-compose", pgbouncer=True)),
+    ("deploy/kubernetes/kustomization.yaml", target_is("kubernetes")),
+    ("deploy/kubernetes/pgbouncer.ini", target_is("kubernetes", pgbouncer=True)),
+    ("deploy/kubernetes/pgbouncer-deployment.yaml", target_is("kubernetes", pgbouncer=True)),
+    ("deploy/kubernetes/pgbouncer-service.yaml", target_is("kubernetes", pgbouncer=True)),
+    ("deploy/kubernetes/pgbouncer-userlist.txt.example", target_is("kubernetes", pgbouncer=True)),
+    ("deploy/systemd/{slug}.service", target_is("systemd")),
+    ("deploy/systemd/pgbouncer.ini", target_is("systemd", pgbouncer=True)),
 ]
 ALWAYS_PRESENT = [
     "pyproject.toml",
@@ -44,8 +67,8 @@ ALWAYS_PRESENT = [
 SLUG = "my_service"
 
 
-def combination_id(answers: dict[str, str]) -> str:
-    return "-".join(f"{value}" for value in answers.values())
+def combination_id(answers: dict[str, Any]) -> str:
+    return "-".join(key if value is True else str(value) for key, value in answers.items() if value is not False)
 
 
 @pytest.fixture(scope="module", params=COMBINATIONS, ids=combination_id)
@@ -87,7 +110,17 @@ def test_no_template_syntax_is_left_in_the_output(rendered: dict[str, Generated]
 def test_the_copier_answers_file_stores_the_questions_only(rendered: dict[str, Generated]) -> None:
     stored = yaml.safe_load((project(rendered) / ".copier-answers.yml").read_text())
     answered = {key for key in stored if not key.startswith("_")}
-    assert answered == set(copier_questions())
+    # A question asked only for some answers (`when:`), such as PgBouncer's numbers, is stored only then.
+    asked = {name for name, spec in copier_questions().items() if is_asked(spec, stored)}
+    assert answered == asked
+    assert ("pgbouncer_pool_size" in answered) is stored["pgbouncer"]
+
+
+def is_asked(spec: dict[str, Any], answers: dict[str, Any]) -> bool:
+    when = spec.get("when", True)
+    if isinstance(when, str):
+        when = Environment(undefined=StrictUndefined).from_string(when).render(**answers).strip() == "True"
+    return bool(when)
 
 
 def test_the_chosen_answers_decide_which_files_exist(rendered: dict[str, Generated]) -> None:
@@ -95,9 +128,9 @@ def test_the_chosen_answers_decide_which_files_exist(rendered: dict[str, Generat
     answers = rendered_answers(root)
     for template in ALWAYS_PRESENT:
         assert (root / template.format(slug=SLUG)).is_file(), template
-    for template, key, keeps in CONDITIONAL_FILES:
+    for template, keeps in CONDITIONAL_FILES:
         path = root / template.format(slug=SLUG)
-        assert path.is_file() == (answers[key] == keeps), f"{template} with {key}={answers[key]}"
+        assert path.is_file() == keeps(answers), f"{template} with {answers}"
     assert not any(path.is_dir() and not any(path.iterdir()) for path in root.rglob("*")), "no empty folders"
 
 

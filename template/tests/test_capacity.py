@@ -10,7 +10,13 @@ import pytest
 from {{ cookiecutter.project_slug }}.cpus import affinity_cpus, available_cpus, cgroup_cpu_quota
 
 PROJECT = Path(__file__).resolve().parents[1]
-OVER_BUDGET = {"WEB_CONCURRENCY": "4", "DB_POOL_SIZE": "20", "DB_MAX_OVERFLOW": "10"}
+# Over PostgreSQL's budget, the service connecting to it directly (not through PgBouncer).
+OVER_BUDGET = {
+    "WEB_CONCURRENCY": "4",
+    "DB_POOL_SIZE": "20",
+    "DB_MAX_OVERFLOW": "10",
+    "PGBOUNCER": "false",
+}
 
 
 def cgroup(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -91,7 +91,9 @@ def test_a_request_past_its_deadline_gets_504() -> None:
 
 
 def test_every_connection_carries_the_statement_timeout(settings: Settings) -> None:
-    [(timeout,)] = query_server(settings, "SHOW statement_timeout")
+    # Straight to PostgreSQL, as here. Behind PgBouncer, PgBouncer sets it (pgbouncer.ini).
+    direct = settings.model_copy(update={"pgbouncer": False})
+    [(timeout,)] = query_server(direct, "SHOW statement_timeout")
     assert timeout == f"{settings.statement_timeout:g}s"
 
 

@@ -5,7 +5,7 @@ from pydantic import ValidationError
 
 from {{ cookiecutter.project_slug }} import defaults
 from {{ cookiecutter.project_slug }}.cpus import available_cpus
-from {{ cookiecutter.project_slug }}.db import DRIVERNAME
+from {{ cookiecutter.project_slug }}.db import DRIVER, DRIVERNAME, connect_args
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 URL = "postgresql://app:secret@db.example:5432/app"
@@ -28,6 +28,9 @@ def test_defaults_come_from_defaults_py() -> None:
     assert settings.db_reserved_connections == defaults.DB_RESERVED_CONNECTIONS
     assert settings.port == defaults.PORT
     assert settings.graceful_timeout == defaults.GRACEFUL_TIMEOUT
+    assert settings.pgbouncer is defaults.PGBOUNCER
+    assert settings.pgbouncer_max_client_conn == defaults.PGBOUNCER_MAX_CLIENT_CONN
+    assert settings.pgbouncer_pool_size == defaults.PGBOUNCER_POOL_SIZE
 
 
 def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,6 +57,15 @@ def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None
 def test_database_url_gets_this_services_driver(url: str) -> None:
     settings = Settings(database_url=url)
     assert settings.database_url == f"{DRIVERNAME}://app:secret@db.example:5432/app"
+
+
+def test_migrations_go_to_the_direct_url_when_there_is_one() -> None:
+    plain = Settings(database_url=URL)
+    assert plain.migration_database_url == f"{DRIVERNAME}://app:secret@db.example:5432/app"
+    direct = Settings(database_url=URL, direct_database_url="postgres://app:secret@db:5432/app")
+    assert direct.migration_database_url == f"{DRIVERNAME}://app:secret@db:5432/app"
+    with pytest.raises(ValidationError, match="DIRECT_DATABASE_URL has the scheme mysql://"):
+        Settings(database_url=URL, direct_database_url="mysql://app@db/app")
 
 
 def test_password_is_masked_for_logs() -> None:
@@ -104,6 +116,7 @@ def test_out_of_range_values_are_refused_naming_the_variable(
 def test_settings_that_do_not_fit_make_a_plan_that_says_so() -> None:
     settings = Settings(
         database_url=URL,
+        pgbouncer=False,
         web_concurrency=4,
         db_pool_size=20,
         db_max_overflow=10,
@@ -151,3 +164,49 @@ def test_auto_workers_follow_the_cpus_this_process_may_use(monkeypatch: pytest.M
 def test_a_statement_timeout_beyond_the_request_deadline_is_refused() -> None:
     with pytest.raises(ValidationError, match=r"STATEMENT_TIMEOUT \(20\) must not exceed"):
         Settings(database_url=URL, statement_timeout=20, request_timeout=15)
+
+
+def test_behind_pgbouncer_the_fleet_meets_max_client_conn_and_postgres_the_server_pool() -> None:
+    behind = Settings(
+        database_url=URL,
+        pgbouncer=True,
+        web_concurrency=4,
+        db_pool_size=20,
+        db_max_overflow=10,
+        replicas=1,
+        max_surge=1,
+        db_max_connections=100,
+        db_reserved_connections=10,
+        pgbouncer_max_client_conn=240,
+        pgbouncer_pool_size=90,
+    )
+    plan = behind.capacity_plan()
+    assert (plan.peak_connections, plan.client_limit, plan.headroom) == (240, 240, 0)
+    assert (plan.server_connections, plan.available_connections) == (90, 90)
+    assert plan.server_headroom == 0
+    assert behind.plan_problems() == []
+
+    too_many_clients = behind.model_copy(update={"pgbouncer_max_client_conn": 200})
+    budget, origin = too_many_clients.plan_problems()
+    assert "connection budget exceeded at PgBouncer" in budget
+    assert "= 240 client connections, but pgbouncer_max_client_conn is 200" in budget
+    assert "PGBOUNCER_MAX_CLIENT_CONN=200, PGBOUNCER_POOL_SIZE=90" in origin
+
+    too_many_servers = behind.model_copy(update={"pgbouncer_pool_size": 91})
+    [budget, _] = too_many_servers.plan_problems()
+    assert "pgbouncer_pool_size = 91 server connections" in budget
+    assert "100 - 10 = 90 are available" in budget
+
+
+def test_behind_pgbouncer_connections_prepare_nothing_and_send_no_startup_settings() -> None:
+    direct = connect_args(Settings(database_url=URL, pgbouncer=False))
+    behind = connect_args(Settings(database_url=URL, pgbouncer=True))
+    # PgBouncer refuses startup parameters it does not know: statement_timeout goes there only.
+    assert {"server_settings", "options"} & set(direct)
+    assert not {"server_settings", "options"} & set(behind)
+    if DRIVER == "async":
+        assert behind["statement_cache_size"] == behind["prepared_statement_cache_size"] == 0
+        names = {behind["prepared_statement_name_func"]() for _ in range(3)}
+        assert len(names) == 3, "every prepared statement gets a name of its own"
+    else:
+        assert behind["prepare_threshold"] is None

@@ -23,6 +23,10 @@ The model:
   (blocking HTTP calls, file work) still find one. A handler that holds two
   connections at once can still deadlock a pool sized to its admitted
   requests: keep to one session per request.
+- Behind PgBouncer in transaction pooling, the service's connections are PgBouncer's clients:
+  the fleet's peak must fit PgBouncer's `max_client_conn` instead, and what PostgreSQL sees is
+  PgBouncer's server pool (`pgbouncer_pool_size`, shared by all of those clients one
+  transaction at a time), which must fit db_max_connections - db_reserved_connections.
 """
 
 from __future__ import annotations
@@ -60,6 +64,11 @@ class PlanInputs:
     db_reserved_connections: int
     admission_queue: int | None = None
     spare_threads: int = 8
+    # PgBouncer between the service and PostgreSQL (transaction pooling). The numbers default
+    # to PgBouncer's own defaults and count only when `pgbouncer` is true.
+    pgbouncer: bool = False
+    pgbouncer_max_client_conn: int = 100
+    pgbouncer_pool_size: int = 20
 
 
 @dataclass(frozen=True)
@@ -93,9 +102,30 @@ class CapacityPlan:
         return self.inputs.db_max_connections - self.inputs.db_reserved_connections
 
     @property
+    def client_limit(self) -> int:
+        """What the service's peak connections must fit in: PgBouncer's max_client_conn behind
+        PgBouncer, else what PostgreSQL leaves this service."""
+        if self.inputs.pgbouncer:
+            return self.inputs.pgbouncer_max_client_conn
+        return self.available_connections
+
+    @property
     def headroom(self) -> int:
-        """Connections left over at peak; negative when the plan does not fit."""
-        return self.available_connections - self.peak_connections
+        """The service's connections left over at peak; negative when the plan does not fit."""
+        return self.client_limit - self.peak_connections
+
+    @property
+    def server_connections(self) -> int:
+        """The most connections PostgreSQL sees from this service: PgBouncer's server pool
+        behind PgBouncer, else the fleet's peak."""
+        if self.inputs.pgbouncer:
+            return self.inputs.pgbouncer_pool_size
+        return self.peak_connections
+
+    @property
+    def server_headroom(self) -> int:
+        """PostgreSQL's connections left over; negative when the plan does not fit."""
+        return self.available_connections - self.server_connections
 
     @property
     def admission_queue(self) -> int:
@@ -118,23 +148,30 @@ class CapacityPlan:
     @property
     def largest_pool_size(self) -> int:
         """The largest pool_size that fits with the other inputs unchanged (0: none does)."""
-        per_worker = self.available_connections // (self.instances_at_peak * self.inputs.workers)
+        per_worker = self.client_limit // (self.instances_at_peak * self.inputs.workers)
         return max(0, per_worker - self.inputs.max_overflow)
 
     @property
     def largest_workers(self) -> int:
         """The largest worker count that fits with the other inputs unchanged (0: none does)."""
-        return max(
-            0, self.available_connections // (self.instances_at_peak * self.connections_per_worker)
-        )
+        return max(0, self.client_limit // (self.instances_at_peak * self.connections_per_worker))
 
     def problems(self) -> list[str]:
-        """Why the plan cannot work, in words that name the numbers; empty when it fits."""
-        found = [message for message in _range_problems(self.inputs) if message]
+        """Why the plan cannot work, in words that name the numbers; empty when it fits.
+
+        In the order of the generation questions (copier.yml), so that the first problem is
+        the one generation names: the service's side first, then the database server's.
+        """
+        i = self.inputs
+        found = [message for message in _range_problems(i) if message]
         if found:
             return found
-        if self.peak_connections > self.available_connections:
+        if i.pgbouncer and self.peak_connections > self.client_limit:
             found.append(self._over_budget())
+        if server_range := [message for message in _server_range_problems(i) if message]:
+            return found + server_range
+        if self.server_connections > self.available_connections:
+            found.append(self._over_pgbouncer_pool() if i.pgbouncer else self._over_budget())
         return found
 
     @property
@@ -142,6 +179,7 @@ class CapacityPlan:
         return not self.problems()
 
     def _over_budget(self) -> str:
+        """The service's peak exceeds what its connections meet: PostgreSQL or PgBouncer."""
         i = self.inputs
         pool = (
             f"the largest pool_size that fits is {self.largest_pool_size}"
@@ -157,14 +195,36 @@ class CapacityPlan:
                 f" on {self.instances_at_peak} instances"
             )
         )
-        return (
-            "connection budget exceeded:"
+        fleet = (
             " (replicas + max_surge) x workers x (pool_size + max_overflow)"
             f" = ({i.replicas} + {i.max_surge}) x {i.workers} x ({i.pool_size} + {i.max_overflow})"
+        )
+        if i.pgbouncer:
+            return (
+                f"connection budget exceeded at PgBouncer:{fleet}"
+                f" = {self.peak_connections} client connections,"
+                f" but pgbouncer_max_client_conn is {i.pgbouncer_max_client_conn};"
+                f" {pool}; {workers};"
+                f" or raise pgbouncer_max_client_conn to {self.peak_connections}"
+            )
+        return (
+            f"connection budget exceeded:{fleet}"
             f" = {self.peak_connections} connections,"
             " but db_max_connections - db_reserved_connections"
             f" = {i.db_max_connections} - {i.db_reserved_connections}"
             f" = {self.available_connections} are available; {pool}; {workers}"
+        )
+
+    def _over_pgbouncer_pool(self) -> str:
+        """PgBouncer's server pool exceeds what PostgreSQL leaves this service."""
+        i = self.inputs
+        return (
+            "connection budget exceeded behind PgBouncer:"
+            f" pgbouncer_pool_size = {i.pgbouncer_pool_size} server connections,"
+            " but db_max_connections - db_reserved_connections"
+            f" = {i.db_max_connections} - {i.db_reserved_connections}"
+            f" = {self.available_connections} are available;"
+            f" the largest pgbouncer_pool_size that fits is {self.available_connections}"
         )
 
     def rows(self) -> list[tuple[str, str, str]]:
@@ -191,12 +251,7 @@ class CapacityPlan:
                 str(self.peak_connections),
                 f"({i.replicas} replicas + {i.max_surge} surge) x {self.connections_per_instance}",
             ),
-            (
-                "available connections",
-                str(self.available_connections),
-                f"max_connections {i.db_max_connections} - reserved {i.db_reserved_connections}",
-            ),
-            ("headroom at peak", str(self.headroom), "available - peak; must not be negative"),
+            *(self._pgbouncer_rows() if i.pgbouncer else self._direct_rows()),
             (
                 "admission limit per worker",
                 str(self.admission_limit),
@@ -222,14 +277,76 @@ class CapacityPlan:
             )
         return rows
 
+    def _available_row(self) -> tuple[str, str, str]:
+        i = self.inputs
+        return (
+            "available connections",
+            str(self.available_connections),
+            f"max_connections {i.db_max_connections} - reserved {i.db_reserved_connections}",
+        )
+
+    def _direct_rows(self) -> list[tuple[str, str, str]]:
+        return [
+            self._available_row(),
+            ("headroom at peak", str(self.headroom), "available - peak; must not be negative"),
+        ]
+
+    def _pgbouncer_rows(self) -> list[tuple[str, str, str]]:
+        """Both sides of PgBouncer: the service's connections are its clients; PostgreSQL sees
+        only its server pool."""
+        i = self.inputs
+        return [
+            ("pgbouncer client limit", str(self.client_limit), "PgBouncer's max_client_conn"),
+            (
+                "headroom at peak",
+                str(self.headroom),
+                "pgbouncer client limit - peak; must not be negative",
+            ),
+            (
+                "pgbouncer server connections",
+                str(self.server_connections),
+                f"pgbouncer_pool_size {i.pgbouncer_pool_size}, shared by every client"
+                " (transaction pooling)",
+            ),
+            self._available_row(),
+            (
+                "server headroom",
+                str(self.server_headroom),
+                "available - pgbouncer server connections; must not be negative",
+            ),
+        ]
+
 
 def _range_problems(i: PlanInputs) -> list[str]:
+    """Impossible values among what the service's side of the plan is computed from."""
     return [
         f"workers: {i.workers} must be at least 1" if i.workers < 1 else "",
         f"pool_size: {i.pool_size} must be at least 1" if i.pool_size < 1 else "",
         f"max_overflow: {i.max_overflow} must not be negative" if i.max_overflow < 0 else "",
         f"replicas: {i.replicas} must be at least 1" if i.replicas < 1 else "",
         f"max_surge: {i.max_surge} must not be negative" if i.max_surge < 0 else "",
+        (
+            f"pgbouncer_max_client_conn: {i.pgbouncer_max_client_conn} must be at least 1"
+            if i.pgbouncer and i.pgbouncer_max_client_conn < 1
+            else ""
+        ),
+        (
+            f"pgbouncer_pool_size: {i.pgbouncer_pool_size} must be at least 1"
+            if i.pgbouncer and i.pgbouncer_pool_size < 1
+            else ""
+        ),
+        (
+            f"admission_queue: {i.admission_queue} must not be negative"
+            if i.admission_queue is not None and i.admission_queue < 0
+            else ""
+        ),
+        f"spare_threads: {i.spare_threads} must be at least 1" if i.spare_threads < 1 else "",
+    ]
+
+
+def _server_range_problems(i: PlanInputs) -> list[str]:
+    """Impossible values among what the database server's side is computed from."""
+    return [
         f"db_max_connections: {i.db_max_connections} must be at least 1"
         if i.db_max_connections < 1
         else "",
@@ -239,12 +356,6 @@ def _range_problems(i: PlanInputs) -> list[str]:
             if not 0 <= i.db_reserved_connections < i.db_max_connections
             else ""
         ),
-        (
-            f"admission_queue: {i.admission_queue} must not be negative"
-            if i.admission_queue is not None and i.admission_queue < 0
-            else ""
-        ),
-        f"spare_threads: {i.spare_threads} must be at least 1" if i.spare_threads < 1 else "",
     ]
 
 
@@ -272,9 +383,9 @@ def server_problems(plan: CapacityPlan, server: ServerLimits) -> list[str]:
             f"db_max_connections: the plan assumes {plan.inputs.db_max_connections}, but the"
             f" server's max_connections is {server.max_connections}"
         )
-    if plan.peak_connections > server.open_to_ordinary_roles:
+    if plan.server_connections > server.open_to_ordinary_roles:
         problems.append(
-            f"the plan's peak of {plan.peak_connections} connections exceeds the"
+            f"{_server_side(plan)} exceeds the"
             f" {server.open_to_ordinary_roles} the server opens to ordinary roles (max_connections"
             f" {server.max_connections} - superuser_reserved_connections"
             f" {server.superuser_reserved_connections} - reserved_connections"
@@ -286,12 +397,19 @@ def server_problems(plan: CapacityPlan, server: ServerLimits) -> list[str]:
 def server_notes(plan: CapacityPlan, server: ServerLimits) -> list[str]:
     """What is worth knowing but not fatal: connections other clients hold right now."""
     free_now = server.open_to_ordinary_roles - server.connections_in_use
-    if plan.peak_connections > free_now:
+    if plan.server_connections > free_now:
         return [
             f"note: {server.connections_in_use} connections are in use on the server now, leaving"
-            f" {free_now}; the plan's peak of {plan.peak_connections} needs them released first"
+            f" {free_now}; {_server_side(plan)} needs them released first"
         ]
     return []
+
+
+def _server_side(plan: CapacityPlan) -> str:
+    """What the plan asks of the database server, in words."""
+    if plan.inputs.pgbouncer:
+        return f"PgBouncer's server pool of {plan.server_connections} connections"
+    return f"the plan's peak of {plan.peak_connections} connections"
 
 
 def format_table(plan: CapacityPlan) -> str:

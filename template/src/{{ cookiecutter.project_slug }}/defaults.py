@@ -15,6 +15,13 @@ POOL_TIMEOUT = {{ cookiecutter.pool_timeout|int }}  # DB_POOL_TIMEOUT: seconds t
 REPLICAS = {{ cookiecutter.replicas|int }}  # REPLICAS
 MAX_SURGE = {{ cookiecutter.max_surge|int }}  # MAX_SURGE
 
+# PgBouncer (transaction pooling) between the service and PostgreSQL, when True: its
+# max_client_conn, which the fleet's connections must fit, and its server pool, which is what
+# PostgreSQL sees (see capacity.py)
+PGBOUNCER = {{ cookiecutter.pgbouncer }}  # PGBOUNCER
+PGBOUNCER_MAX_CLIENT_CONN = {{ cookiecutter.pgbouncer_max_client_conn|int }}  # PGBOUNCER_MAX_CLIENT_CONN
+PGBOUNCER_POOL_SIZE = {{ cookiecutter.pgbouncer_pool_size|int }}  # PGBOUNCER_POOL_SIZE: its connections to PostgreSQL
+
 # The database server
 DB_MAX_CONNECTIONS = {{ cookiecutter.db_max_connections|int }}  # DB_MAX_CONNECTIONS: its max_connections
 DB_RESERVED_CONNECTIONS = {{ cookiecutter.db_reserved_connections|int }}  # DB_RESERVED_CONNECTIONS: left free

@@ -11,7 +11,7 @@ question (capacity.py), asked by gunicorn.conf.py and by every worker as it star
 
 from typing import Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     database_url: str = Field(
         description="PostgreSQL URL; postgresql:// and postgres:// get this service's driver."
     )
+    # PostgreSQL itself when DATABASE_URL goes through PgBouncer: migrations connect here, since
+    # they need a session of their own (and no statement_timeout). Unset: DATABASE_URL.
+    direct_database_url: str | None = None
 
     # The connection budget: every worker has its own pool, every instance its own workers.
     # WEB_CONCURRENCY=auto: one worker per CPU of the container's quota (see cpus.py).
@@ -51,6 +54,13 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=defaults.POOL_TIMEOUT, gt=0)
     db_max_connections: int = Field(default=defaults.DB_MAX_CONNECTIONS, ge=1)
     db_reserved_connections: int = Field(default=defaults.DB_RESERVED_CONNECTIONS, ge=0)
+    # PgBouncer in transaction pooling between the service and PostgreSQL: the engine prepares
+    # no statements and sends no startup parameters PgBouncer would refuse (db.py), and the
+    # plan checks the fleet against PgBouncer's max_client_conn and PgBouncer's server pool
+    # against PostgreSQL. statement_timeout is then PgBouncer's to set (see pgbouncer.ini).
+    pgbouncer: bool = defaults.PGBOUNCER
+    pgbouncer_max_client_conn: int = Field(default=defaults.PGBOUNCER_MAX_CLIENT_CONN, ge=1)
+    pgbouncer_pool_size: int = Field(default=defaults.PGBOUNCER_POOL_SIZE, ge=1)
 
     # Admission: database requests a worker lets wait for a connection beyond its pool; more
     # are answered 503 at once. Unset: half the worker's connections (see capacity.py).
@@ -97,22 +107,25 @@ class Settings(BaseSettings):
     def _lowercase_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "direct_database_url")
     @classmethod
-    def _use_our_driver(cls, value: str) -> str:
+    def _use_our_driver(cls, value: str | None, info: ValidationInfo) -> str | None:
         """Accept plain PostgreSQL URLs and give them the driver this service is built on."""
+        if value is None:
+            return None
+        variable = (info.field_name or "database_url").upper()
         try:
             url = make_url(value)
         except (ArgumentError, ValueError) as error:
             raise ValueError(
-                "DATABASE_URL is not a valid URL; expected "
+                f"{variable} is not a valid URL; expected "
                 "postgresql://user:password@host:port/database"
             ) from error
         if url.drivername in PLAIN_SCHEMES:
             url = url.set(drivername=DRIVERNAME)
         if url.drivername != DRIVERNAME:
             raise ValueError(
-                f"DATABASE_URL has the scheme {url.drivername}://, but this service talks to "
+                f"{variable} has the scheme {url.drivername}://, but this service talks to "
                 f"PostgreSQL through {DRIVERNAME}; use postgresql://user:password@host/database"
             )
         return url.render_as_string(hide_password=False)
@@ -142,6 +155,9 @@ class Settings(BaseSettings):
                 db_reserved_connections=self.db_reserved_connections,
                 admission_queue=self.admission_queue,
                 spare_threads=self.spare_threads,
+                pgbouncer=self.pgbouncer,
+                pgbouncer_max_client_conn=self.pgbouncer_max_client_conn,
+                pgbouncer_pool_size=self.pgbouncer_pool_size,
             )
         )
 
@@ -155,8 +171,19 @@ class Settings(BaseSettings):
             f"(from WEB_CONCURRENCY={self.web_concurrency}, DB_POOL_SIZE={self.db_pool_size},"
             f" DB_MAX_OVERFLOW={self.db_max_overflow}, REPLICAS={self.replicas},"
             f" MAX_SURGE={self.max_surge}, DB_MAX_CONNECTIONS={self.db_max_connections},"
-            f" DB_RESERVED_CONNECTIONS={self.db_reserved_connections})",
+            f" DB_RESERVED_CONNECTIONS={self.db_reserved_connections}"
+            + (
+                f", PGBOUNCER_MAX_CLIENT_CONN={self.pgbouncer_max_client_conn},"
+                f" PGBOUNCER_POOL_SIZE={self.pgbouncer_pool_size})"
+                if self.pgbouncer
+                else ")"
+            ),
         ]
+
+    @property
+    def migration_database_url(self) -> str:
+        """Where migrations connect: PostgreSQL itself (DIRECT_DATABASE_URL), else DATABASE_URL."""
+        return self.direct_database_url or self.database_url
 
     @property
     def safe_database_url(self) -> str:
