@@ -7,14 +7,13 @@ generated service gets, loaded by path: one source of truth for both.
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.generation import generate, template_module
-from tests.services import ANSWERS, DRIVERS, Database, Project, run, service_env
+from tests.services import ANSWERS, DRIVERS, Database, Project, install, run, service_env
 
 
 @pytest.fixture(scope="session")
@@ -45,12 +44,7 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     driver = request.param
     generated = generate("copier", {**ANSWERS, "db_driver": driver}, tmp_path_factory.mktemp(f"boot-{driver}"))
     assert generated.project is not None, generated.error
-    env = service_env(UV_PYTHON_DOWNLOADS="never")
-    run([uv, "venv", "--quiet", "--python", sys.executable, ".venv"], cwd=generated.project, env=env)
-    # Compiled now, or every gunicorn worker compiles its imports again (PYTHONDONTWRITEBYTECODE).
-    install = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", ".venv/bin/python", "-e", ".[test]"]
-    run(install, cwd=generated.project, env=env)
-    return Project(generated.project, driver)
+    return install(generated.project, driver, uv)
 
 
 @pytest.fixture(scope="session")

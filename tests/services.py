@@ -12,6 +12,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ STEERING = (
     "VIRTUAL_ENV",
     "PYTHONPATH",
     "DATABASE_URL",
+    "DIRECT_DATABASE_URL",
     "PORT",
     "WEB_CONCURRENCY",
     "GRACEFUL_TIMEOUT",
@@ -78,7 +80,11 @@ class Gunicorn:
 
 
 def service_env(**overrides: str) -> dict[str, str]:
-    inherited = {key: value for key, value in os.environ.items() if key not in STEERING and not key.startswith("DB_")}
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in STEERING and not key.startswith(("DB_", "PGBOUNCER"))
+    }
     return {**inherited, **overrides}
 
 
@@ -90,6 +96,16 @@ def run(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeou
         f"`{shlex.join(command)}` failed with {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )
     return result.stdout
+
+
+def install(path: Path, driver: str, uv: str) -> Project:
+    """A generated project installed into its own .venv with uv, test extra included."""
+    env = service_env(UV_PYTHON_DOWNLOADS="never")
+    run([uv, "venv", "--quiet", "--python", sys.executable, ".venv"], cwd=path, env=env)
+    # Compiled now, or every gunicorn worker compiles its imports again (PYTHONDONTWRITEBYTECODE).
+    install = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", ".venv/bin/python", "-e", ".[test]"]
+    run(install, cwd=path, env=env)
+    return Project(path, driver)
 
 
 def free_port() -> int:
