@@ -97,10 +97,6 @@ REFUSED: dict[str, Refusal] = {
         {"pgbouncer": True, "pgbouncer_max_client_conn": 0},
         ("pgbouncer_max_client_conn: 0 is not accepted; use a whole number from 1 to 100000",),
     ),
-    "pgbouncer-client-limit-not-a-number": Refusal(
-        {"pgbouncer": True, "pgbouncer_max_client_conn": "lots"},
-        ("pgbouncer_max_client_conn: lots is not accepted; use a whole number",),
-    ),
     "pgbouncer-pool-size-zero": Refusal(
         {"pgbouncer": True, "pgbouncer_pool_size": 0},
         ("pgbouncer_pool_size: 0 is not accepted; use a whole number from 1 to 10000",),
@@ -112,15 +108,6 @@ REFUSED: dict[str, Refusal] = {
             "(1 + 1) x 4 x (20 + 10) = 240 client connections, but pgbouncer_max_client_conn is 200; "
             "the largest pool_size that fits is 15 (with max_overflow 10); the largest worker count that fits is 3; "
             "or raise pgbouncer_max_client_conn to 240",
-        ),
-    ),
-    "pgbouncer-client-budget-nothing-fits": Refusal(
-        {"pgbouncer": True, "replicas": 30, "max_surge": 10, "pool_size": 10, "pgbouncer_max_client_conn": 50},
-        (
-            "= (30 + 10) x 2 x (10 + 5) = 1200 client connections, but pgbouncer_max_client_conn is 50;",
-            "no pool_size fits with max_overflow 5 and 2 workers;",
-            "no worker count fits with pool_size 10 + max_overflow 5 on 40 instances;",
-            "or raise pgbouncer_max_client_conn to 1200",
         ),
     ),
     "pgbouncer-server-budget": Refusal(

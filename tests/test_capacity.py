@@ -264,18 +264,33 @@ def test_generation_rule_and_capacity_plan_agree(numbers: dict[str, Any]) -> Non
         assert problems[0] == generation_refusal
 
 
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        pytest.param({"pgbouncer": True, "pgbouncer_max_client_conn": 30}, id="pgbouncer-clients"),
+        pytest.param(
+            {"pgbouncer": True, "replicas": 30, "max_surge": 10, "pool_size": 10, "pgbouncer_max_client_conn": 50},
+            id="pgbouncer-clients-nothing-fits",
+        ),
+        pytest.param({"pgbouncer": True, "pgbouncer_pool_size": 91}, id="pgbouncer-servers"),
+        pytest.param({"pgbouncer": False, "workers": 50, "pool_size": 1, "max_overflow": 0}, id="direct-no-pool-fits"),
+    ],
+)
+def test_generation_rule_and_capacity_plan_say_the_same_words(numbers: dict[str, Any]) -> None:
+    """The branches of each message, chosen rather than found at random."""
+    answers = {**default_answers(), "project_slug": "my_service", **numbers}
+    with pytest.raises(AnswerRefusedError) as refusal:
+        validate(COPIER_CONFIG, answers)
+    problems = capacity.CapacityPlan(inputs_for(answers)).problems()
+    assert problems[0] == str(refusal.value)
+
+
 # The plan as users see it: the generated README's table and the summary after generation.
 SHOWN_PLANS = {
     "defaults-async": {"db_driver": "async"},
     "defaults-sync": {"db_driver": "sync"},
     "fleet-sync": {"db_driver": "sync", "replicas": 4, "max_surge": 2, "workers": 3, "pool_size": 2, "max_overflow": 1},
     "odd-pool-async": {"db_driver": "async", "pool_size": 7, "max_overflow": 0, "db_max_connections": 500},
-    "pgbouncer-async": {
-        "db_driver": "async",
-        "pgbouncer": True,
-        "pgbouncer_max_client_conn": 50,
-        "pgbouncer_pool_size": 7,
-    },
     # 12 x 4 x 10 = 480 client connections, more than PostgreSQL's 90: PgBouncer's 30 carry them.
     "pgbouncer-fleet-sync": {
         "db_driver": "sync",

@@ -61,5 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print("\nThe plan does not fit:", *problems, sep="\n  ", file=sys.stderr)
         return 1
-    print(f"\nThe plan fits, with {plan.headroom} connections of headroom at peak.")
+    if plan.inputs.pgbouncer:
+        print(
+            f"\nThe plan fits, with {plan.headroom} of PgBouncer's client connections and"
+            f" {plan.server_headroom} of PostgreSQL's connections to spare at peak."
+        )
+    else:
+        print(f"\nThe plan fits, with {plan.headroom} connections of headroom at peak.")
     return 0
