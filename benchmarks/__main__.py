@@ -321,6 +321,7 @@ class Context:
             progress(f"starting {target}")
             server = stack.enter_context(self.server(target, label, **extra))
             shown = " ".join([*(f"{key}={value}" for key, value in extra.items()), server.command])
+            shown = shown.replace(f"{self.workdir}/", "")  # the temporary folder says nothing
             self.measured.commands.setdefault(f"{label}{target}", shown)
             self.measured.libraries.setdefault(target, services.loaded_libraries(server.pid))
             started[target] = server
