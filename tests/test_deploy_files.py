@@ -705,7 +705,9 @@ def unit(request: pytest.FixtureRequest, render: Any, tmp_path_factory: pytest.T
 @pytest.mark.parametrize("unit", cases("systemd"), indirect=True)
 def test_systemd_analyze_verify_reports_nothing(unit: Unit) -> None:
     exec_start = shlex.split(unit_settings(unit.installed)["ExecStart"][0])
-    assert Path(exec_start[0]) == unit.app / ".venv" / "bin" / "gunicorn"
+    # The venv's python runs `-m <slug>`, which resolves WEB_CONCURRENCY=auto and execs gunicorn.
+    assert Path(exec_start[0]) == unit.app / ".venv" / "bin" / "python"
+    assert exec_start[1:] == ["-m", unit.project.slug]
     assert os.access(exec_start[0], os.X_OK)
     silent_success(run([tool("systemd-analyze"), "verify", str(unit.installed)], cwd=unit.prefix))
 
