@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchmarks.machine import children
 from tests.generation import generate
+from tests.services import Project
 
 HERE = Path(__file__).resolve().parent
 ANSWERS = {"project_name": "Bench Service"}  # every other answer at its default
@@ -24,17 +25,6 @@ PACKAGE = "bench_service"
 STARTUP_TIMEOUT = 60
 # The environment of a service is ours minus what would steer it.
 STEERING = ("VIRTUAL_ENV", "PYTHONPATH", "DATABASE_URL", "PORT", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS")
-
-
-@dataclass(frozen=True)
-class Project:
-    """A generated variant installed in its own .venv."""
-
-    path: Path
-    driver: str
-
-    def bin(self, name: str) -> str:
-        return str(self.path / ".venv" / "bin" / name)
 
 
 def run(command: list[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 600) -> str:

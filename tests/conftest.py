@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.generation import generate, template_module
-from tests.services import ANSWERS, DRIVERS, Database, Project, install, run, service_env
+from tests.generation import template_module
+from tests.services import ANSWERS, DRIVERS, Database, Project, generate_and_install, run, service_env
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +42,7 @@ def uv() -> str:
 @pytest.fixture(scope="session", params=DRIVERS, ids=lambda driver: f"db_driver={driver}")
 def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, uv: str) -> Project:
     driver = request.param
-    generated = generate("copier", {**ANSWERS, "db_driver": driver}, tmp_path_factory.mktemp(f"boot-{driver}"))
-    assert generated.project is not None, generated.error
-    return install(generated.project, driver, uv)
+    return generate_and_install({**ANSWERS, "db_driver": driver}, tmp_path_factory.mktemp(f"boot-{driver}"), uv)
 
 
 @pytest.fixture(scope="session")

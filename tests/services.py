@@ -24,6 +24,8 @@ import httpx
 import psycopg
 import pytest
 
+from tests.generation import generate
+
 DRIVERS = ("async", "sync")
 WORKERS = 2
 POOL_SIZE = 3
@@ -96,6 +98,13 @@ def run(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeou
         f"`{shlex.join(command)}` failed with {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )
     return result.stdout
+
+
+def generate_and_install(answers: dict[str, object], workdir: Path, uv: str) -> Project:
+    """Generate a variant with copier (answers must name its db_driver) and install it."""
+    generated = generate("copier", answers, workdir)
+    assert generated.project is not None, generated.error
+    return install(generated.project, str(answers["db_driver"]), uv)
 
 
 def install(path: Path, driver: str, uv: str) -> Project:

@@ -36,15 +36,14 @@ import httpx
 import psycopg
 import pytest
 
-from tests.generation import generate
 from tests.services import (
     DRIVERS,
     ConnectionWatch,
     Gunicorn,
     Project,
     free_port,
+    generate_and_install,
     gunicorn,
-    install,
     run,
     service_env,
 )
@@ -152,9 +151,7 @@ def pgbouncer_program() -> str:
 def bounced(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, uv: str) -> Project:
     """The variant generated with pgbouncer=true and installed."""
     driver = request.param
-    generated = generate("copier", {**ANSWERS, "db_driver": driver}, tmp_path_factory.mktemp(f"pgbouncer-{driver}"))
-    assert generated.project is not None, generated.error
-    return install(generated.project, driver, uv)
+    return generate_and_install({**ANSWERS, "db_driver": driver}, tmp_path_factory.mktemp(f"pgbouncer-{driver}"), uv)
 
 
 def local_configuration(generated_ini: str, postgres: Any, listen_port: int, auth_file: Path) -> str:
