@@ -140,7 +140,7 @@ def gunicorn(project: Project, database_url: str, workers: int = WORKERS, **sett
         )
     server = Gunicorn(process, f"http://127.0.0.1:{port}", log)
     try:
-        wait_until_healthy(server)
+        wait_until_ready(server, workers)
         yield server
     finally:
         if process.poll() is None:
@@ -152,18 +152,24 @@ def gunicorn(project: Project, database_url: str, workers: int = WORKERS, **sett
                 process.wait()
 
 
-def wait_until_healthy(server: Gunicorn) -> None:
+def wait_until_ready(server: Gunicorn, workers: int) -> None:
+    """Until every worker has finished its lifespan startup and /healthz answers.
+
+    One answer from /healthz proves only that one worker is up; tests that look at every worker's
+    startup line would otherwise race the slower one.
+    """
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             pytest.fail(f"gunicorn exited with {server.process.returncode} at startup:\n{server.output()}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
+        if server.output().count("Application startup complete.") >= workers:
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
         time.sleep(0.1)
-    pytest.fail(f"gunicorn did not answer /healthz within {STARTUP_TIMEOUT} s:\n{server.output()}")
+    pytest.fail(f"gunicorn's {workers} workers were not all ready within {STARTUP_TIMEOUT} s:\n{server.output()}")
 
 
 class ConnectionWatch:
