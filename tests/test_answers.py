@@ -86,14 +86,14 @@ REFUSED: dict[str, Refusal] = {
     "budget-rolling-deploy": Refusal(
         {"replicas": 3, "max_surge": 2, "workers": 2},
         (
-            "(3 + 2) x 2 x (5 + 5) = 100 connections",
-            "the largest pool_size that fits is 4",
+            "(3 + 2) x 2 x (10 + 0) = 100 connections",
+            "the largest pool_size that fits is 9",
             "the largest worker count that fits is 1",
         ),
     ),
     "budget-small-server": Refusal(
         {"db_max_connections": 40, "db_reserved_connections": 3},
-        ("= 40 connections", "= 40 - 3 = 37 are available", "the largest pool_size that fits is 4"),
+        ("= 40 connections", "= 40 - 3 = 37 are available", "the largest pool_size that fits is 9"),
     ),
     "pgbouncer-client-limit-zero": Refusal(
         {"pgbouncer": True, "pgbouncer_max_client_conn": 0},
