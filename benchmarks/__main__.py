@@ -99,6 +99,8 @@ ABLATIONS = [
     "autocommit",
     "core",
     "preserialised",
+    "driver_fetch",
+    "fastapi_asyncpg",
     "asyncio_h11",
     "no_access_log",
     "no_database",
@@ -294,7 +296,10 @@ class Context:
             env |= {"PYTHONPATH": str(services.HERE), "WEB_CONCURRENCY": "2"}
             if target == "raw_no_database":
                 env["BASELINE_NO_DATABASE"] = "1"
-            args = ["-k", "uvicorn_worker.UvicornWorker", "-w", "2", "--keep-alive", "5", "baseline_app:app"]
+            # Served like the services: the same worker class, workers and keep-alive, and an access
+            # log line per request as their gunicorn.conf.py writes.
+            args = ["-k", "uvicorn_worker.UvicornWorker", "-w", "2", "--keep-alive", "5", "--access-logfile", "-"]
+            args.append("baseline_app:app")
         elif target in self.projects:
             project, args = self.projects[target], ["-c", "gunicorn.conf.py"]
         else:  # an ablation of the async variant
@@ -357,13 +362,19 @@ class Context:
             servers = self.servers(stack, targets)
             progress(f"GET /items/{{id}} at {self.plan.levels} connections, {self.plan.rounds} rounds")
             self.measured.items = self.take_turns(servers, dict.fromkeys(servers, self.paths), self.plan.levels)
+            # The baseline has no admission limit: it gets the same load as the async variant.
+            reference = self.bench.machine.discover_capacity(servers["async"].url) if "async" in servers else None
             for target, server in servers.items():
-                self.measure_overload(target, server)
+                self.measure_overload(target, server, reference)
 
-    def measure_overload(self, target: str, server: services.Server) -> None:
+    def measure_overload(self, target: str, server: services.Server, reference: Any) -> None:
         capacity = self.bench.machine.discover_capacity(server.url)
-        if capacity.admission_total is None:  # the baseline: the same load as the async variant's
-            capacity = self.bench.machine.Capacity(2, 15, None, "the async variant's plan")
+        if capacity.admission_total is None and reference is not None:
+            capacity = self.bench.machine.Capacity(
+                reference.workers, reference.admission_limit, None, "the async variant's plan"
+            )
+        if capacity.admission_total is None:
+            raise RuntimeError(f"{target} reports no admission limit, and there is no async variant to borrow one from")
         best = max(summary.ok_rps for summary in self.measured.items[target])
         rate, connections = 2 * best, 10 * capacity.admission_total
         progress(f"{target}: overload, {rate:,.0f} req/s open loop over {connections} connections")

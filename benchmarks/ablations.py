@@ -15,6 +15,11 @@ Steps:
 - core:           + a Core SELECT of four columns instead of the ORM
 - preserialised:  + the JSON bytes built by pydantic and returned as a Response, skipping
                   FastAPI's response_model validation
+- driver_fetch:   + the statement run by asyncpg itself on the connection SQLAlchemy's pool
+                  checks out (`get_raw_connection().driver_connection.fetchrow`): what
+                  SQLAlchemy's execution layer costs on top of its pool
+- fastapi_asyncpg: the same app and admission, the route on a raw asyncpg pool instead of
+                  SQLAlchemy's: the bound for a FastAPI route with this database work
 - no_database:    the same route answering constant bytes: FastAPI's own floor (routing,
                   middleware, path validation), with no database work at all
 
@@ -24,18 +29,22 @@ different gunicorn worker class or config for the server-level ablations).
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations, which name
 # objects made at run time (the service's own SessionDep and models).
+import asyncio
 import importlib
 import os
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from pydantic import TypeAdapter
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from uvicorn_worker import UvicornWorker
 
-STEPS = ("orm", "idle_ping", "autocommit", "core", "preserialised", "no_database")
+STEPS = ("orm", "idle_ping", "autocommit", "core", "preserialised", "driver_fetch", "fastapi_asyncpg", "no_database")
+# The same statement as the baseline's, for the steps that bypass SQLAlchemy's execution.
+RAW_QUERY = "SELECT id, name, description, created_at FROM items WHERE id = $1"
 
 
 class AsyncioH11Worker(UvicornWorker):
@@ -121,6 +130,42 @@ def _handler(package: str, step: str, db: Any) -> Any:
             return item_read.model_validate(row._mapping)
 
         return core
+
+    if step == "driver_fetch":
+
+        async def driver_fetch(item_id: int, connection: connection_dep) -> Response:
+            raw = await connection.get_raw_connection()
+            record = await raw.driver_connection.fetchrow(RAW_QUERY, item_id)
+            if record is None:
+                raise missing(item_id)
+            return Response(serializer.dump_json(item_read.model_construct(**record)), media_type="application/json")
+
+        return driver_fetch
+
+    if step == "fastapi_asyncpg":
+        opening = asyncio.Lock()
+
+        async def raw_pool(request: Request) -> asyncpg.Pool:
+            """One asyncpg pool per worker, sized like the service's, opened by the first request."""
+            state = request.app.state
+            pool: asyncpg.Pool | None = getattr(state, "raw_pool", None)
+            if pool is not None:
+                return pool
+            async with opening:
+                if getattr(state, "raw_pool", None) is None:
+                    settings = state.settings
+                    url = settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+                    size = settings.db_pool_size + settings.db_max_overflow
+                    state.raw_pool = await asyncpg.create_pool(url, min_size=settings.db_pool_size, max_size=size)
+            return state.raw_pool
+
+        async def fastapi_asyncpg(item_id: int, request: Request, _: admission.Admitted) -> Response:
+            record = await (await raw_pool(request)).fetchrow(RAW_QUERY, item_id)
+            if record is None:
+                raise missing(item_id)
+            return Response(serializer.dump_json(item_read.model_construct(**record)), media_type="application/json")
+
+        return fastapi_asyncpg
 
     if step == "no_database":
         constant = serializer.dump_json(
