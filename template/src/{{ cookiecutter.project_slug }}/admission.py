@@ -1,10 +1,11 @@
 """Admission control: each worker serves at most its admission limit of database requests.
 
 Past the limit a request is answered 503 with Retry-After at once, instead of queueing
-until the client gives up. The gate is a dependency of the session dependency (db.py), so
-only requests that use the database pass through it: /healthz and handlers without a
-session are never refused. It is an `async def` dependency, so FastAPI runs it on the event
-loop before anything else: a refused request never takes a thread or a connection.
+until the client gives up. The gate is a dependency of the session and read connection
+dependencies (db.py), so only requests that use the database pass through it: /healthz and
+handlers without either are never refused. It is an `async def` dependency, so FastAPI runs
+it on the event loop before anything else: a refused request never takes a thread or a
+connection.
 
 The count lives on the worker's event loop, so a plain integer is enough: no other thread
 touches it.
