@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.generation import template_module
-from tests.services import ANSWERS, DRIVERS, Database, Project, generate_and_install, run, service_env
+from tests.services import ANSWERS, DRIVERS, Database, Project, generate_and_install, migrated_database
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +48,4 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="session")
 def database(project: Project, postgres: Any) -> Database:
     """A fresh database for the variant, migrated to the latest revision."""
-    name = f"boot_{project.driver}"
-    database = Database(name, postgres.create_database(name))
-    run([project.bin("alembic"), "upgrade", "head"], cwd=project.path, env=service_env(DATABASE_URL=database.url))
-    return database
+    return migrated_database(project, postgres, f"boot_{project.driver}")

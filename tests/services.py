@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -115,6 +116,13 @@ def install(path: Path, driver: str, uv: str) -> Project:
     install = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", ".venv/bin/python", "-e", ".[test]"]
     run(install, cwd=path, env=env)
     return Project(path, driver)
+
+
+def migrated_database(project: Project, postgres: Any, name: str) -> Database:
+    """A fresh database on the throwaway server, migrated to the latest revision by the project."""
+    database = Database(name, postgres.create_database(name))
+    run([project.bin("alembic"), "upgrade", "head"], cwd=project.path, env=service_env(DATABASE_URL=database.url))
+    return database
 
 
 def free_port() -> int:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.services import (
@@ -32,6 +33,7 @@ from tests.services import (
     Project,
     free_port,
     gunicorn,
+    migrated_database,
     run,
     service_env,
 )
@@ -184,6 +186,87 @@ def test_connections_never_exceed_workers_times_pool_under_load(
     while watch.now() > WORKERS * POOL_SIZE and time.monotonic() < deadline:
         time.sleep(0.1)
     assert watch.now() <= WORKERS * POOL_SIZE
+
+
+# Pooled connections that died (a database restart, a failover, an admin's pg_terminate_backend)
+
+
+@pytest.fixture(scope="module")
+def idle_threshold(project: Project) -> float:
+    """How long a pooled connection must sit idle before it is pinged: the service's own constant."""
+    code = "from boot_check.idle_ping import PING_AFTER_IDLE; print(PING_AFTER_IDLE)"
+    return float(run([project.bin("python"), "-c", code], cwd=project.path))
+
+
+@pytest.fixture(scope="module")
+def doomed_database(project: Project, postgres: Any) -> Database:
+    """A database of its own: these tests kill its connections, which must not hit another test's service."""
+    return migrated_database(project, postgres, f"doomed_{project.driver}")
+
+
+def terminate_backends(admin_url: str, database: str) -> int:
+    """Kill every server process of the database, as a restart would; how many there were.
+
+    The timeout makes pg_terminate_backend wait until each process has exited, not only signal it.
+    """
+    query = (
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+    )
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        killed = connection.execute(query, (database,)).fetchall()
+    assert all(done for (done,) in killed), f"some backends of {database} outlived pg_terminate_backend"
+    return len(killed)
+
+
+def an_item(client: httpx.Client) -> str:
+    created = client.post("/items", json={"name": "outlives its connections"})
+    assert created.status_code == 201, created.text
+    return f"/items/{created.json()['id']}"
+
+
+def test_a_pooled_connection_killed_while_idle_is_pinged_and_replaced(
+    project: Project, doomed_database: Database, postgres: Any, idle_threshold: float
+) -> None:
+    with (
+        gunicorn(project, doomed_database.url, workers=1) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        path = an_item(client)
+        assert client.get(path).status_code == 200  # the pool holds a connection now
+        assert terminate_backends(postgres.url(), doomed_database.name) >= 1
+        time.sleep(idle_threshold + 0.5)
+
+        again = client.get(path)
+    assert again.status_code == 200, f"{again.status_code} {again.text}\n{server.output()}"
+    assert "Traceback" not in server.output()
+
+
+def test_a_pooled_connection_killed_just_after_use_costs_its_request_a_503(
+    project: Project, doomed_database: Database, postgres: Any, idle_threshold: float
+) -> None:
+    """Not idle long enough to be pinged: its query fails, and the request gets 503 with Retry-After,
+    not 500. SQLAlchemy then replaces the pool's connections, so the next request gets a new one."""
+    with (
+        gunicorn(project, doomed_database.url, workers=1) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        path = an_item(client)
+        for attempt in range(3):
+            if attempt:  # too slow: let the ping replace the dead connection, and try again
+                time.sleep(idle_threshold + 0.5)
+            assert client.get(path).status_code == 200
+            returned = time.monotonic()
+            assert terminate_backends(postgres.url(), doomed_database.name) >= 1
+            if time.monotonic() - returned < idle_threshold / 2:
+                break
+        else:
+            pytest.fail(f"could not kill the connection within {idle_threshold / 2} s of its last use")
+        first = client.get(path)
+        second = client.get(path)
+    assert first.status_code == 503, f"{first.status_code} {first.text}\n{server.output()}"
+    assert first.headers["Retry-After"] == "1"
+    assert second.status_code == 200, f"{second.status_code} {second.text}\n{server.output()}"
+    assert "Traceback" not in server.output()
 
 
 # Readiness without a database, and shutdown
