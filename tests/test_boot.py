@@ -312,3 +312,10 @@ def test_the_generated_test_suite_passes(project: Project, postgres: Any, postgr
     if postgres_for_tests == "DATABASE_URL":
         env["DATABASE_URL"] = postgres.create_database(f"suite_{project.driver}")
     run([project.bin("pytest"), "-q", "-p", "no:cacheprovider"], cwd=project.path, env=env, timeout=600)
+
+
+def test_the_generated_project_type_checks_strictly(project: Project, uv: str) -> None:
+    """`mypy` with the project's own configuration (strict, the pydantic plugin), as its README says."""
+    env = service_env(UV_PYTHON_DOWNLOADS="never")
+    run([uv, "pip", "install", "--quiet", "--python", ".venv/bin/python", "mypy"], cwd=project.path, env=env)
+    run([project.bin("python"), "-m", "mypy"], cwd=project.path, env=env, timeout=600)
