@@ -162,6 +162,7 @@ class Measured:
     ablations: dict[str, Summary] = field(default_factory=dict)
     libraries: dict[str, set[str]] = field(default_factory=dict)
     usages: list[Usage] = field(default_factory=list)  # every measurement, for the host's load
+    admission_limit: int | None = None  # per worker, as the async variant reports it
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -364,6 +365,7 @@ class Context:
             self.measured.items = self.take_turns(servers, dict.fromkeys(servers, self.paths), self.plan.levels)
             # The baseline has no admission limit: it gets the same load as the async variant.
             reference = self.bench.machine.discover_capacity(servers["async"].url) if "async" in servers else None
+            self.measured.admission_limit = reference.admission_limit if reference else None
             for target, server in servers.items():
                 self.measure_overload(target, server, reference)
 

@@ -6,6 +6,8 @@ import datetime
 from pathlib import Path
 from typing import Any
 
+from tests.generation import default_answers
+
 STEP_TEXT = {
     "orm": "as first generated: ORM `session.get`, response_model, `pool_pre_ping=True`",
     "idle_ping": "pre-ping only connections idle for 2 s, not at every checkout",
@@ -65,14 +67,16 @@ def machine_section(m: Any) -> list[str]:
     cores = {cpu: sum(usage.cores.get(cpu, 0) * usage.seconds for usage in usages) / total for cpu in cpus}
     versions = ", ".join(f"{name} {version}" for name, version in m.versions.items())
     libraries = "; ".join(f"{target}: {', '.join(sorted(found)) or 'neither'}" for target, found in m.libraries.items())
+    answers = default_answers()
     out = ["## The machine", ""]
     out += [f"- **{key}**: {value}" for key, value in m.machine.items() if key != "packages"]
     out += [
         f"- **PostgreSQL**: {m.postgres} (throwaway cluster, fsync off)",
         f"- **services' packages**: {versions}",
         f"- **layout**: gunicorn (2 workers, uvicorn-worker) pinned to CPU {plan.server_cpu}; wrk, the open-loop"
-        f" sender and PostgreSQL pinned to CPU {plan.load_cpu}. Pools: 5 + 5 overflow per worker, admission"
-        " limit 15 per worker (the default answers).",
+        f" sender and PostgreSQL pinned to CPU {plan.load_cpu}. Pools: {answers['pool_size']} +"
+        f" {answers['max_overflow']} overflow per worker (the default answers)"
+        + (f", admission limit {m.admission_limit} per worker." if m.admission_limit else "."),
         f"- **uvloop / httptools loaded by the workers**: {libraries}",
         "- **other load on the host** while wrk ran: "
         + ", ".join(f"{cpu} {100 * busy:.0f} % busy" for cpu, busy in cores.items())
@@ -150,7 +154,8 @@ def overload_section(m: Any) -> list[str]:
     if not m.overload:
         return []
     rows = []
-    for target, (result, _, _) in m.overload.items():
+    for target, (result, usage, _) in m.overload.items():
+        per_answer = f"{1e6 * usage.server / result.requests:,.0f}" if result.requests else "-"
         for status, latency in result.by_status.items():
             rows.append(
                 [
@@ -163,18 +168,23 @@ def overload_section(m: Any) -> list[str]:
                     f"{latency.p99_ms:,.1f}",
                     f"{latency.service_p50_ms:,.1f}",
                     f"{latency.service_p99_ms:,.1f}",
+                    per_answer,
                 ]
             )
     header = ["target", "req/s asked (sent)", "connections", "status", "share", "p50 ms", "p99 ms"]
-    header += ["sent→answer p50", "sent→answer p99"]
+    header += ["sent→answer p50", "sent→answer p99", "server CPU µs/answer"]
+    _, _, capacity = next(iter(m.overload.values()))
     return [
         "## Overload: 10x the admission limit, open loop",
         "",
         f"`bench/overload.py`: requests due at a fixed rate, twice the best throughput measured above, for"
-        f" {m.plan.overload_duration:g} s, over 10 x 2 workers x 15 = 300 connections; latency counted from when"
+        f" {m.plan.overload_duration:g} s, over 10 x {capacity.workers} workers x {capacity.admission_limit}"
+        f" = {10 * capacity.admission_total} connections; latency counted from when"
         " each request was due (so waiting for a free connection counts), and from when it was sent. Requests"
         " go out at the asked rate until every connection waits for an answer, then at the service's pace:"
-        " the sent rate. The baseline has no admission control and gets the same connections.",
+        " the sent rate. The baseline has no admission control and gets the same connections. A 503 is cheap,"
+        " not free (server CPU per answer, both statuses together): once refusing alone fills the server's"
+        " core, admitted requests wait for the event loop too, and their latency shows it.",
         "",
         *table(header, rows),
         "",
