@@ -204,7 +204,8 @@ def test_behind_pgbouncer_connections_prepare_nothing_and_send_no_startup_settin
     # PgBouncer refuses startup parameters it does not know: statement_timeout goes there only.
     assert {"server_settings", "options"} & set(direct)
     assert not {"server_settings", "options"} & set(behind)
-    driver: str = DRIVER  # a Literal of one value in each variant: widened, so mypy keeps both branches
+    # DRIVER is a one-value Literal in each variant: widened, so mypy keeps both branches.
+    driver: str = DRIVER
     if driver == "async":
         assert behind["statement_cache_size"] == behind["prepared_statement_cache_size"] == 0
         names = {behind["prepared_statement_name_func"]() for _ in range(3)}
