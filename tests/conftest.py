@@ -15,6 +15,19 @@ import pytest
 from tests.generation import template_module
 from tests.services import ANSWERS, DRIVERS, Database, Project, generate_and_install, migrated_database
 
+# The modules that take longest, longest first. The suite runs whole modules in parallel
+# (xdist --dist loadfile, in the order collected): starting these first keeps one of them from
+# being left alone at the end while the other processes sit idle.
+LONGEST_FIRST = ("test_image.py", "test_boot.py", "test_benchmarks.py", "test_pgbouncer_boot.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a module, and of the other modules, is kept
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Any]:
