@@ -238,6 +238,7 @@ def test_a_pooled_connection_killed_while_idle_is_pinged_and_replaced(
 
         again = client.get(path)
     assert again.status_code == 200, f"{again.status_code} {again.text}\n{server.output()}"
+    assert "an idle pooled connection did not answer its ping; replacing it" in server.output()
     assert "Traceback" not in server.output()
 
 

@@ -19,12 +19,15 @@ the adapter's ping.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
+logger = logging.getLogger(__name__)
 
 # A pooled connection that has sat unused this long is pinged before a request gets it.
 PING_AFTER_IDLE = 2.0  # seconds
@@ -54,4 +57,8 @@ def ping_idle_connections(engine: Engine, idle: float = PING_AFTER_IDLE) -> None
         try:
             dialect.do_ping(dbapi_connection)
         except Exception as error:  # the pool drops this connection and opens another
+            # Worth a line: a restart or failover of the database, or something killing sessions.
+            logger.warning(
+                "an idle pooled connection did not answer its ping; replacing it: %s", error
+            )
             raise DisconnectionError(f"an idle pooled connection is gone: {error}") from error
