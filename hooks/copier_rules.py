@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, Template
+from jinja2 import FileSystemLoader, StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
 # How copier turns an answer into its question's type.
@@ -68,9 +68,15 @@ def questions(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+# The repository's root, as copier's loader sees it: the rules `{% import "hooks/plan.jinja" %}`.
+REPO_DIR = Path(__file__).resolve().parents[1]
+
+
 @cache
 def _environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(REPO_DIR), undefined=StrictUndefined, keep_trailing_newline=True
+    )
 
 
 @cache
