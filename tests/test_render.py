@@ -107,6 +107,27 @@ def test_no_template_syntax_is_left_in_the_output(rendered: dict[str, Generated]
     assert leftovers == []
 
 
+# What only this repository has: a generated project has none of it, so its files never point there.
+TEMPLATE_REPOSITORY_MENTIONS = (
+    "BENCHMARKS.md",
+    "the template's",
+    "of the template",
+    "copier.yml",
+    "hooks/",
+    "cookiecutter.json",
+)
+
+
+def test_generated_files_speak_of_the_generated_project_only(rendered: dict[str, Generated]) -> None:
+    mentions = [
+        f"{path}: {mention!r}"
+        for path, content in tree(project(rendered)).items()
+        for mention in TEMPLATE_REPOSITORY_MENTIONS
+        if mention.lower().encode() in content.lower() and path != ".copier-answers.yml"
+    ]
+    assert mentions == []
+
+
 def test_the_copier_answers_file_stores_the_questions_only(rendered: dict[str, Generated]) -> None:
     stored = yaml.safe_load((project(rendered) / ".copier-answers.yml").read_text())
     answered = {key for key in stored if not key.startswith("_")}

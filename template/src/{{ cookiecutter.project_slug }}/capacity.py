@@ -159,7 +159,7 @@ class CapacityPlan:
     def problems(self) -> list[str]:
         """Why the plan cannot work, in words that name the numbers; empty when it fits.
 
-        In the order of the generation questions (copier.yml), so that the first problem is
+        In the order of the questions asked at generation, so that the first problem is
         the one generation names: the service's side first, then the database server's.
         """
         i = self.inputs

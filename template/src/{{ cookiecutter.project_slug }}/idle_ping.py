@@ -3,7 +3,7 @@
 After a database restart or failover every pooled connection is dead, and without a ping the
 first request to draw each one fails. SQLAlchemy's pool_pre_ping pings at every checkout,
 which costs a round trip per request (over asyncpg three: BEGIN, the ping, ROLLBACK, which
-under load is half the cost of a GET; the template's BENCHMARKS.md measures it). A connection
+under load is half the cost of a GET). A connection
 returned a moment ago is almost surely alive, so only connections idle for PING_AFTER_IDLE
 seconds are pinged.
 
