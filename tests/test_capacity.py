@@ -1,19 +1,25 @@
-"""The capacity plan (template/src/<slug>/capacity.py) and the generation rule agree.
+"""The capacity plan's two implementations agree: capacity.py at run time, hooks/plan.jinja at generation.
 
-capacity.py is plain Python in the template tree, so it is imported from
-there and tested without generating a project; the rule in copier.yml is
-evaluated the way the cookiecutter hook evaluates it.
+capacity.py (template/src/<slug>/capacity.py) is plain Python in the template
+tree, so it is imported from there and tested without generating a project.
+hooks/plan.jinja's macros give copier.yml's rules and message, the README and
+the deployment files their numbers: they are rendered here for random answers
+and compared with capacity.py's, and the rules in copier.yml are evaluated the
+way the cookiecutter hook evaluates them.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jinja2 import FileSystemLoader, StrictUndefined, nodes
+from jinja2.sandbox import SandboxedEnvironment
 
 from hooks.copier_rules import AnswerRefusedError, load_copier_config, validate
 from tests.generation import REPO, TOOLS, default_answers, generate, template_module
@@ -283,6 +289,93 @@ def test_generation_rule_and_capacity_plan_say_the_same_words(numbers: dict[str,
         validate(COPIER_CONFIG, answers)
     problems = capacity.CapacityPlan(inputs_for(answers)).problems()
     assert problems[0] == str(refusal.value)
+
+
+# The generation-time plan: hooks/plan.jinja's macros, rendered as both tools render them (a
+# sandbox whose loader starts at the repository's root).
+PLAN_ENVIRONMENT = SandboxedEnvironment(loader=FileSystemLoader(REPO), undefined=StrictUndefined)
+# The macros that mirror a CapacityPlan property, by the property's name.
+PLAN_NUMBERS = (
+    "connections_per_worker",
+    "connections_per_instance",
+    "instances_at_peak",
+    "steady_connections",
+    "peak_connections",
+    "available_connections",
+    "client_limit",
+    "headroom",
+    "server_connections",
+    "server_headroom",
+    "largest_pool_size",
+    "largest_workers",
+    "admission_queue",
+    "admission_limit",
+    "thread_limit",
+)
+
+
+def render_plan(expressions: list[str], answers: dict[str, Any]) -> list[str]:
+    """Each expression over the imported macros (`plan`) and the answers (`a`), rendered."""
+    source = '{%- import "hooks/plan.jinja" as plan -%}\n' + "\n".join(f"{{{{ {e} }}}}" for e in expressions)
+    return PLAN_ENVIRONMENT.from_string(source).render(a=answers).split("\n")
+
+
+def as_cookiecutter_gives_them(answers: dict[str, Any]) -> dict[str, Any]:
+    """cookiecutter's answers: numbers as strings, booleans as booleans."""
+    return {key: value if isinstance(value, bool) else str(value) for key, value in answers.items()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(numbers=budget_inputs, driver=st.sampled_from(["async", "sync"]), as_strings=st.booleans())
+def test_the_generation_time_plan_is_capacity_py_plan(numbers: dict[str, Any], driver: str, as_strings: bool) -> None:
+    """As copier gives the answers (numbers) and as cookiecutter does (strings)."""
+    answers = {**numbers, "db_driver": driver}
+    given_answers = as_cookiecutter_gives_them(answers) if as_strings else answers
+    rendered = render_plan([f"plan.{name}(a)" for name in PLAN_NUMBERS], given_answers)
+    expected = capacity.CapacityPlan(capacity.PlanInputs(driver=driver, **numbers))
+    assert dict(zip(PLAN_NUMBERS, map(int, rendered), strict=True)) == {
+        name: getattr(expected, name) for name in PLAN_NUMBERS
+    }
+
+
+def test_the_generation_time_constants_are_capacity_py_defaults() -> None:
+    """The spare threads and AnyIO's pool, which the README also names in its prose."""
+    spare_threads = next(field.default for field in fields(capacity.PlanInputs) if field.name == "spare_threads")
+    rendered = render_plan(["plan.spare_threads()", "plan.anyio_default_threads()"], {})
+    assert rendered == [str(spare_threads), str(capacity.ANYIO_DEFAULT_THREADS)]
+
+
+ARITHMETIC = (nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Pow)
+
+
+def arithmetic_in(source: str) -> list[str]:
+    """The arithmetic a Jinja source does itself, as the expressions it writes."""
+    tree = PLAN_ENVIRONMENT.parse(source)
+    return [str(node) for kind in ARITHMETIC for node in tree.find_all(kind)]
+
+
+def test_generated_files_and_the_message_take_every_derived_number_from_the_plan() -> None:
+    """No second copy of the arithmetic: a template file that computes a number itself (a peak,
+    a stop timeout, a name) would drift from the plan when the formula changes."""
+    template_files = [path for path in (REPO / "template").rglob("*") if path.is_file()]
+    computing = {
+        str(path.relative_to(REPO)): found for path in template_files if (found := arithmetic_in(path.read_text()))
+    }
+    message = yaml.safe_load((REPO / "copier.yml").read_text().split("\n--- ")[0])["_message_after_copy"]
+    assert computing == {}
+    assert arithmetic_in(message) == []
+
+
+@pytest.mark.parametrize(
+    ("slug", "name"),
+    [
+        pytest.param("my_service", "my-service", id="underscores"),
+        pytest.param("odd__slug_", "odd--slug", id="trailing-underscore"),
+        pytest.param("api2", "api2", id="plain"),
+    ],
+)
+def test_kubernetes_names_are_dns_labels(slug: str, name: str) -> None:
+    assert render_plan(["plan.kubernetes_name(a)"], {"project_slug": slug}) == [name]
 
 
 # The plan as users see it: the generated README's table and the summary after generation.

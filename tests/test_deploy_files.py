@@ -31,7 +31,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.generation import generate
+from tests.generation import generate, template_module
 
 DRIVERS = ("async", "sync")
 TARGETS = ("docker-compose", "kubernetes", "systemd")
@@ -57,6 +57,8 @@ UNUSUAL = {
 # connections <= 77, and a server pool of 13 <= 200 - 20.
 UNUSUAL_PGBOUNCER = {"pgbouncer": True, "pgbouncer_max_client_conn": 77, "pgbouncer_pool_size": 13}
 # Where each target keeps PgBouncer's configuration.
+capacity = template_module("src/{{ cookiecutter.project_slug }}/capacity.py")
+
 PGBOUNCER_INI = {
     "docker-compose": "pgbouncer.ini",
     "kubernetes": "deploy/kubernetes/pgbouncer.ini",
@@ -153,6 +155,12 @@ class Rendered:
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
         }
 
+    def plan(self, **numbers: int) -> Any:
+        """capacity.py's plan for the answers, with `numbers` read from a generated file instead."""
+        answers = {name: self.answers[name] for name in PLAN_ANSWERS if name in self.answers}
+        inputs = capacity.PlanInputs(driver=self.answers["db_driver"], **{**answers, **numbers})
+        return capacity.CapacityPlan(inputs)
+
     def dockerfile_exposes(self) -> list[int]:
         return [int(port) for port in re.findall(r"^EXPOSE\s+(\d+)", (self.path / "Dockerfile").read_text(), re.M)]
 
@@ -160,6 +168,31 @@ class Rendered:
         users = re.findall(r"^USER\s+(\S+)", (self.path / "Dockerfile").read_text(), re.M)
         assert users, "the Dockerfile sets no USER"
         return users[-1]
+
+
+# The answers the plan is computed from; PgBouncer's are stored (and count) with PgBouncer only.
+PLAN_ANSWERS = (
+    "replicas",
+    "max_surge",
+    "workers",
+    "pool_size",
+    "max_overflow",
+    "db_max_connections",
+    "db_reserved_connections",
+    "pgbouncer",
+    "pgbouncer_max_client_conn",
+    "pgbouncer_pool_size",
+)
+# The ConfigMap's environment variable for each, as settings.py reads them.
+PLAN_VARIABLES = {
+    "workers": "WEB_CONCURRENCY",
+    "pool_size": "DB_POOL_SIZE",
+    "max_overflow": "DB_MAX_OVERFLOW",
+    "db_max_connections": "DB_MAX_CONNECTIONS",
+    "db_reserved_connections": "DB_RESERVED_CONNECTIONS",
+    "pgbouncer_max_client_conn": "PGBOUNCER_MAX_CLIENT_CONN",
+    "pgbouncer_pool_size": "PGBOUNCER_POOL_SIZE",
+}
 
 
 @pytest.fixture(scope="session")
@@ -359,13 +392,16 @@ def test_pgbouncer_ini_holds_the_answers_and_the_plan(case: Case, render: Any) -
     assert int(pgbouncer["query_wait_timeout"]) == project.number("pool_timeout")
     assert pgbouncer["auth_type"] == "scram-sha-256"
 
-    # The plan, recomputed from the file: the fleet's connections are PgBouncer's clients, and
-    # PgBouncer's pool is what PostgreSQL sees.
-    instances = project.number("replicas") + project.number("max_surge")
-    per_worker = project.number("pool_size") + project.number("max_overflow")
-    assert instances * project.number("workers") * per_worker <= int(pgbouncer["max_client_conn"])
-    available = project.number("db_max_connections") - project.number("db_reserved_connections")
-    assert int(pgbouncer["max_db_connections"]) <= available
+    # The plan for the file's numbers, as the service computes it: the fleet's connections are
+    # PgBouncer's clients, and PgBouncer's pool is what PostgreSQL sees. The peak the file's
+    # comment shows is the plan's.
+    plan = project.plan(
+        pgbouncer_max_client_conn=int(pgbouncer["max_client_conn"]),
+        pgbouncer_pool_size=int(pgbouncer["max_db_connections"]),
+    )
+    assert plan.fits, plan.problems()
+    comment = (project.path / PGBOUNCER_INI[project.answers["deployment_target"]]).read_text()
+    assert f"= {plan.peak_connections} client connections <= max_client_conn {clients}" in comment
 
     # statement_timeout: the service cannot send it through PgBouncer, so PgBouncer sets it, to
     # the service's own default.
@@ -583,21 +619,25 @@ def test_the_numbers_agree_across_the_kubernetes_manifests(case: Case, render: A
     assert int(config["WEB_CONCURRENCY"]) == workers
     assert web["resources"]["limits"]["cpu"] == web["resources"]["requests"]["cpu"] == str(workers)
 
-    # The connection budget, recomputed from the manifests alone.
-    pods = autoscaler["spec"]["maxReplicas"] + rolling["maxSurge"]
-    per_worker = int(config["DB_POOL_SIZE"]) + int(config["DB_MAX_OVERFLOW"])
-    available = int(config["DB_MAX_CONNECTIONS"]) - int(config["DB_RESERVED_CONNECTIONS"])
+    # The connection budget, from the manifests' numbers alone, as the service computes it; the
+    # peak the comments show is the plan's.
+    plan = project.plan(
+        replicas=autoscaler["spec"]["maxReplicas"],
+        max_surge=rolling["maxSurge"],
+        **{name: int(config[variable]) for name, variable in PLAN_VARIABLES.items() if variable in config},
+    )
+    assert plan.fits, plan.problems()
+    for manifest in ("configmap.yaml", "horizontalpodautoscaler.yaml", "README.md"):
+        assert f"= {plan.peak_connections} " in (folder / manifest).read_text(), manifest
     if project.pgbouncer:
         ini = project.pgbouncer_ini()["pgbouncer"]
-        assert pods * int(config["WEB_CONCURRENCY"]) * per_worker <= int(config["PGBOUNCER_MAX_CLIENT_CONN"])
         assert int(config["PGBOUNCER_MAX_CLIENT_CONN"]) == int(ini["max_client_conn"])
-        assert int(config["PGBOUNCER_POOL_SIZE"]) == int(ini["default_pool_size"]) <= available
+        assert int(config["PGBOUNCER_POOL_SIZE"]) == int(ini["default_pool_size"])
         assert config["PGBOUNCER"] == "true"
         pgbouncer = documents(folder / "pgbouncer-deployment.yaml")[0]
         assert pgbouncer["spec"]["replicas"] == 1, "a second PgBouncer would bring a second server pool"
         assert pgbouncer["spec"]["strategy"] == {"type": "Recreate"}, "not even for a rollout"
     else:
-        assert pods * int(config["WEB_CONCURRENCY"]) * per_worker <= available
         assert "PGBOUNCER" not in config
     assert int(config["DB_MAX_CONNECTIONS"]) == project.number("db_max_connections")
     assert int(config["DB_RESERVED_CONNECTIONS"]) == project.number("db_reserved_connections")
