@@ -50,8 +50,17 @@ def failing_app(error: Exception, settings: Settings) -> TestClient:
     return TestClient(app, raise_server_exceptions=False)
 
 
-class QueryCanceledError(Exception):
-    sqlstate = "57014"
+class DriverError(Exception):
+    """A driver's error carrying a SQLSTATE, as psycopg's and asyncpg's do."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+def refused(sqlstate: str) -> DBAPIError:
+    """What SQLAlchemy raises for a driver error that is neither Operational nor Interface."""
+    return DBAPIError(None, None, DriverError(sqlstate))
 
 
 @pytest.mark.parametrize(
@@ -62,12 +71,20 @@ class QueryCanceledError(Exception):
         pytest.param(
             OperationalError("SELECT", {}, Exception("gone")), 503, "1", id="connection-lost"
         ),
-        pytest.param(
-            DBAPIError("SELECT", {}, QueryCanceledError()), 504, None, id="statement-timeout"
-        ),
+        pytest.param(TimeoutError(), 503, "1", id="connect-timeout"),
+        pytest.param(refused("57P03"), 503, "1", id="starting-up"),
+        pytest.param(refused("57P01"), 503, "1", id="admin-shutdown"),
+        pytest.param(refused("53300"), 503, "1", id="too-many-clients"),
+        pytest.param(refused("28P01"), 503, "1", id="wrong-password"),
+        pytest.param(refused("3D000"), 503, "1", id="missing-database"),
+        pytest.param(refused("08006"), 503, "1", id="connection-failure"),
+        pytest.param(refused("40P01"), 503, "1", id="deadlock"),
+        pytest.param(refused("57014"), 504, None, id="statement-timeout"),
+        pytest.param(refused("42P01"), 500, None, id="undefined-table"),
         pytest.param(
             DBAPIError("SELECT", {}, Exception("other")), 500, None, id="other-database-error"
         ),
+        pytest.param(FileNotFoundError(2, "no such file"), 500, None, id="other-os-error"),
     ],
 )
 def test_database_errors_get_the_right_status(
@@ -88,6 +105,16 @@ def test_a_request_past_its_deadline_gets_504() -> None:
     app.mount("/", RequestDeadline(slow, seconds=0.2))
     response = TestClient(app).get("/")
     assert response.status_code == 504
+
+
+def test_a_timeout_raised_inside_the_app_is_not_the_deadline() -> None:
+    async def times_out(scope: Scope, receive: Receive, send: Send) -> None:
+        raise TimeoutError("the driver's connect timeout")
+
+    app = FastAPI()
+    app.mount("/", RequestDeadline(times_out, seconds=5))
+    with pytest.raises(TimeoutError, match="connect timeout"):
+        TestClient(app).get("/")
 
 
 def test_every_connection_carries_the_statement_timeout(settings: Settings) -> None:

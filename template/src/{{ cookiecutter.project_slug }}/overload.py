@@ -2,16 +2,22 @@
 
 - OverloadedError (the admission gate is full) and a pool checkout that timed out are both 503
   with Retry-After: the client may retry, here or on another instance. Never a 500.
-- So is a database that cannot be reached or dropped the connection: the instance cannot
-  serve now, and /readyz takes it out of the load balancer meanwhile.
+- So is every way the database refuses or fails to answer, at connect time or mid-query: the
+  instance cannot serve now, and /readyz takes it out of the load balancer meanwhile.
 - A query PostgreSQL cancelled at statement_timeout, and a request past REQUEST_TIMEOUT, are
-  504: the work was attempted and took too long.
+  504: the work was attempted and took too long. Only the service's own deadline is that 504:
+  a timeout raised inside the app (the driver's connect timeout) is a database that did not
+  answer, a 503.
+- Anything else the database says (a syntax error, a missing table, a violated constraint) is
+  a bug, not a load problem: a 500, with its traceback in the log.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
+from dataclasses import dataclass
 
 import anyio
 from fastapi import FastAPI, Request, status
@@ -24,20 +30,54 @@ from .admission import OverloadedError
 
 logger = logging.getLogger(__name__)
 
-# PostgreSQL's SQLSTATE for "canceling statement due to statement timeout" (query_canceled).
-QUERY_CANCELED = "57014"
+
+@dataclass(frozen=True)
+class Answer:
+    """What the client gets: a 503 comes with Retry-After, a 504 without."""
+
+    status: int
+    detail: str
 
 
-def service_unavailable(retry_after: int, detail: str) -> JSONResponse:
-    return JSONResponse(
-        {"detail": detail},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(retry_after)},
-    )
+UNAVAILABLE = Answer(status.HTTP_503_SERVICE_UNAVAILABLE, "database unavailable: retry later")
+NO_CONNECTION = Answer(
+    status.HTTP_503_SERVICE_UNAVAILABLE, "no database connection available: retry later"
+)
+ROLLED_BACK = Answer(
+    status.HTTP_503_SERVICE_UNAVAILABLE,
+    "the transaction conflicted with another and was rolled back: retry later",
+)
+QUERY_TIMEOUT = Answer(status.HTTP_504_GATEWAY_TIMEOUT, "the query ran past statement_timeout")
 
-
-def gateway_timeout(detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_504_GATEWAY_TIMEOUT)
+# THE table: what each failure of the database becomes. By SQLSTATE (a whole code, else its
+# two-character class; both drivers report it, at connect time and mid-query), then by the
+# exception's type for the failures that carry none. Whatever is in neither is a 500.
+BY_SQLSTATE: dict[str, Answer] = {
+    "08": UNAVAILABLE,  # connection exception: the connection could not be made, or broke
+    "28": UNAVAILABLE,  # invalid authorization: wrong password, no pg_hba.conf entry, no role
+    "3D000": UNAVAILABLE,  # invalid catalog name: the database does not exist (yet, or now)
+    "53": UNAVAILABLE,  # insufficient resources: too many clients, out of memory, disk full
+    "57P01": UNAVAILABLE,  # admin shutdown: a restart, or pg_terminate_backend
+    "57P02": UNAVAILABLE,  # crash shutdown: another server process crashed
+    "57P03": UNAVAILABLE,  # cannot connect now: starting up, shutting down, in recovery
+    "57P04": UNAVAILABLE,  # database dropped
+    "57P05": UNAVAILABLE,  # idle session timeout: the server closed the connection
+    "58": UNAVAILABLE,  # system error: an I/O error on the server
+    # Serialization failure and deadlock: PostgreSQL rolled the whole transaction back, so
+    # the same request is safe to send again and will likely succeed; it was nobody's bug.
+    "40001": ROLLED_BACK,
+    "40P01": ROLLED_BACK,
+    "57014": QUERY_TIMEOUT,  # query canceled: statement_timeout
+}
+#   With no SQLSTATE:
+#   sqlalchemy.exc.TimeoutError (no pooled connection in pool_timeout)   503 NO_CONNECTION
+#   DBAPIError: OperationalError, InterfaceError, or the connection was   503 UNAVAILABLE
+#     invalidated (psycopg's connect failures carry no SQLSTATE; a lost connection)
+#   ConnectionError, socket.gaierror, OSError of an unreachable network   503 UNAVAILABLE
+#     (asyncpg raises the socket's own errors, unwrapped: refused, reset, no such host)
+#   TimeoutError raised inside the app (asyncpg's connect timeout: the    503 UNAVAILABLE
+#     server accepted the connection and never answered)
+UNREACHABLE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN})
 
 
 def sqlstate(error: DBAPIError) -> str | None:
@@ -48,34 +88,52 @@ def sqlstate(error: DBAPIError) -> str | None:
     return code or getattr(cause, "sqlstate", None)
 
 
+def database_answer(error: DBAPIError) -> Answer | None:
+    """The table's answer to a driver error; None for a bug."""
+    code = sqlstate(error) or ""
+    answer = BY_SQLSTATE.get(code) or BY_SQLSTATE.get(code[:2])
+    if answer is not None:
+        return answer
+    if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+        return UNAVAILABLE
+    return None
+
+
+def respond(answer: Answer, retry_after: int) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if answer.status == 503 else None
+    return JSONResponse({"detail": answer.detail}, status_code=answer.status, headers=headers)
+
+
 def install_overload_handlers(app: FastAPI, retry_after: int) -> None:
-    """Map refusals and timeouts to 503 and 504."""
+    """Map refusals and timeouts to 503 and 504, by the table above."""
 
     async def overloaded(request: Request, error: Exception) -> JSONResponse:
-        return service_unavailable(retry_after, "overloaded: retry later")
+        return respond(Answer(503, "overloaded: retry later"), retry_after)
 
     async def pool_timeout(request: Request, error: Exception) -> JSONResponse:
         logger.warning("no database connection within the pool timeout: %s", error)
-        return service_unavailable(retry_after, "no database connection available: retry later")
+        return respond(NO_CONNECTION, retry_after)
 
     async def database_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, DBAPIError)
-        if sqlstate(error) == QUERY_CANCELED:
-            return gateway_timeout("the query ran past statement_timeout")
-        if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
-            logger.warning("database unavailable: %s", error.orig)
-            return service_unavailable(retry_after, "database unavailable: retry later")
-        raise error  # a bug, not a load problem: a 500 with its traceback in the log
+        answer = database_answer(error)
+        if answer is None:
+            raise error  # a bug, not a load problem: a 500 with its traceback in the log
+        if answer.status == 503:
+            logger.warning("%s: %s", answer.detail, error.orig)
+        return respond(answer, retry_after)
 
     async def unreachable(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, OSError)
+        if not isinstance(error, ConnectionError | socket.gaierror | TimeoutError) and (
+            error.errno not in UNREACHABLE_ERRNOS
+        ):
+            raise error  # a file the app could not open, say: a bug
         logger.warning("database unreachable: %r", error)
-        return service_unavailable(retry_after, "database unavailable: retry later")
+        return respond(UNAVAILABLE, retry_after)
 
     app.add_exception_handler(OverloadedError, overloaded)
-    # asyncpg raises the socket's own errors when it cannot connect (SQLAlchemy passes them
-    # on unwrapped): refused, reset, or a host name that does not resolve.
-    app.add_exception_handler(ConnectionError, unreachable)
-    app.add_exception_handler(socket.gaierror, unreachable)
+    app.add_exception_handler(OSError, unreachable)
     app.add_exception_handler(PoolTimeoutError, pool_timeout)
     app.add_exception_handler(DBAPIError, database_error)
 
@@ -86,6 +144,9 @@ class RequestDeadline:
     In the async variant the handler is cancelled (and its query with it). A sync handler's
     thread cannot be interrupted: the 504 goes out when the thread returns, which
     statement_timeout and the pool timeout bound.
+
+    Only this deadline's own expiry is the 504. A TimeoutError the app raises (a connect
+    timeout) passes on to the exception handlers like any other error.
     """
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
@@ -103,13 +164,17 @@ class RequestDeadline:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            with anyio.fail_after(self.seconds):
-                await self.app(scope, receive, send_tracking_start)
-        except TimeoutError:
-            if started:  # too late to change the answer: let the server close the connection
-                raise
-            logger.warning(
-                "%s %s passed its %gs deadline", scope["method"], scope["path"], self.seconds
-            )
-            await gateway_timeout("the request ran past its deadline")(scope, receive, send)
+        with anyio.move_on_after(self.seconds) as deadline:
+            await self.app(scope, receive, send_tracking_start)
+        if not deadline.cancelled_caught:
+            return
+        if started:  # too late to change the answer: let the server close the connection
+            raise TimeoutError(f"the response ran past its {self.seconds:g}s deadline")
+        logger.warning(
+            "%s %s passed its %gs deadline", scope["method"], scope["path"], self.seconds
+        )
+        response = JSONResponse(
+            {"detail": "the request ran past its deadline"},
+            status_code=status.HTTP_504_GATEWAY_TIMEOUT,
+        )
+        await response(scope, receive, send)
