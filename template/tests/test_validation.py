@@ -37,7 +37,8 @@ ODD_BODIES: dict[str, tuple[bytes, int]] = {
     "a huge name": (b'{"name": "' + b"x" * HUGE + b'"}', 422),
     "a huge list": (b"[" + b"0," * (HUGE // 2) + b"0]", 422),
     "invalid UTF-8": (b'{"name": "\xff\xfe"}', 400),
-    # The UTF-8 form of U+D800, which is no character: the JSON parses, the name does not.
+    # U+D800 written as UTF-8, which is no character: Python's parser lets it through as a lone
+    # surrogate, so the JSON parses and the name does not.
     "UTF-8 of a surrogate": (b'{"name": "\xed\xa0\x80"}', 422),
     "not JSON": (b"not json", 422),
     "truncated JSON": (b'{"name": "ok"', 422),

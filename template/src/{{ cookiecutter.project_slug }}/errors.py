@@ -15,7 +15,8 @@ every value in it one JSON can carry:
   megabyte is not sent back, and a deep one cannot exhaust the stack on its way out.
 
 A body that is not UTF-8, or is nested past the parser's limit, never gets this far: FastAPI
-answers it 400 {"detail": "There was an error parsing the body"} (see responses.py).
+answers it 400 {"detail": "There was an error parsing the body"} (see responses.py). Surrogates
+written as UTF-8 bytes are the exception: Python's parser lets them through as lone surrogates.
 
 405: Starlette's router answers with the Allow header of the first route whose path matched,
 so `PUT /items/1` said `Allow: GET` although PATCH and DELETE are served there too. The Allow
