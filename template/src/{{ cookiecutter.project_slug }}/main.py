@@ -9,6 +9,7 @@ from importlib import metadata
 from fastapi import FastAPI
 
 from .api import bench, capacity, health, items
+from .errors import install_error_handlers
 from .lifespan import lifespan
 from .overload import RequestDeadline, install_overload_handlers
 from .settings import Settings
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(RequestDeadline, seconds=settings.request_timeout)
     install_overload_handlers(app, retry_after=settings.retry_after)
+    install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(capacity.router)
     app.include_router(items.router)

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from .models import NAME_MAX_LENGTH
 
@@ -29,7 +30,8 @@ class ItemUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = None
+    # Optional but not nullable: None only stands for "absent", and the schema does not offer it.
+    name: Name | SkipJsonSchema[None] = None
     description: Description | None = None
 
     @field_validator("name")
@@ -39,6 +41,12 @@ class ItemUpdate(BaseModel):
         if value is None:
             raise ValueError("name cannot be null; omit it to keep the current name")
         return value
+
+
+class Message(BaseModel):
+    """An error answer other than a 422: what went wrong, in words."""
+
+    detail: str
 
 
 class ItemRead(BaseModel):
