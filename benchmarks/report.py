@@ -218,8 +218,22 @@ def overload_section(m: Any) -> list[str]:
     header = ["target", "overload", "server CPU µs/answer", "offered/s (sent)", "ok/s (of the knee's)"]
     header += ["503 share", "200 p50 ms", "200 p99 ms", "503 p99 ms from sent", "/healthz p99 ms"]
     header += ["errors or unsent"]
-    out += [*table(header, rows), "", *targets_section(m)]
-    return out
+    out += [*table(header, rows), ""]
+    short = [
+        f"{target} {run.multiple:g}x ({run.result.sent_rate:,.0f} of {run.result.rate:,.0f} req/s)"
+        for target, found in m.overload.items()
+        for run in found.runs
+        if run.result.sent_rate < 0.95 * run.result.rate
+    ]
+    if short:
+        out += [
+            "The sender fell short of the offered rate in "
+            + ", ".join(short)
+            + ": every connection was waiting for an answer, or the sender's own core was full; the latency"
+            " from due counts the wait either way.",
+            "",
+        ]
+    return [*out, *targets_section(m)]
 
 
 def _ms(value: float) -> str:
@@ -429,10 +443,9 @@ def reading(m: Any, rows: dict[str, Any]) -> list[str]:
             f" {cpu('baseline'):,.0f} and serves {bound:.2f}x its throughput. On this machine, where the server's"
             " core is the bottleneck, FastAPI's own per-request work sets the ceiling, not the database code"
             + (
-                f": the 0.85x goal is out of reach for a FastAPI route, and the async variant's"
-                f" {rows['async'].ok_rps / rows['baseline'].ok_rps:.2f}x is"
+                f": the async variant's {rows['async'].ok_rps / rows['baseline'].ok_rps:.2f}x is"
                 f" {rows['async'].ok_rps / rows['fastapi_asyncpg'].ok_rps:.2f}x of what FastAPI allows."
-                if bound < 0.85
+                if "async" in rows
                 else "."
             )
         )
