@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks import services
 from benchmarks.machine import Meter, Usage, children
 from benchmarks.report import write_report
-from tests.generation import REPO, template_module
+from tests.generation import REPO, default_answers, template_module
 
 STARTED = time.monotonic()
 
@@ -46,7 +46,7 @@ def load_bench() -> ModuleType:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-    for part in ("load", "overload", "threadpool", "machine"):
+    for part in ("load", "overload", "knee", "targets", "report", "threadpool", "machine"):
         importlib.import_module(f"{name}.{part}")
     return sys.modules[name]
 
@@ -62,34 +62,54 @@ class Plan:
     rounds: int  # each measurement is repeated, targets taking turns, and the median kept
     duration: float
     warmup: float
-    overload_duration: float
+    knee_step: float  # seconds per step of the knee search
+    knee_steps: int  # at most
+    knee_factor: float  # offered rate growth per step
+    overload_duration: float  # seconds at each multiple of the knee's capacity
+    multiples: list[float]
+    request_timeout: float  # seconds before an open-loop request counts as an error
+    settle: float  # seconds between open-loop runs, for the last one's requests to finish
     sleep: float
     sleep_levels: list[int]
     ablations: list[str]
     server_cpu: int
     load_cpu: int
     items: int = 1000
+    connections: int = 256  # of the open-loop sender: many more than any target answers at once
+    budget_ms: float | None = None  # the queue budget: --budget-ms, else the async variant's /capacity
 
 
 FULL = {
-    "levels": [1, 4, 16],
+    "levels": [1, 16, 64, 256],
     "headline": 16,
     "ablation_level": 4,
     "rounds": 3,
     "duration": 3.0,
     "warmup": 1.0,
-    "overload_duration": 5.0,
+    "knee_step": 3.0,
+    "knee_steps": 15,
+    "knee_factor": 1.4,
+    "overload_duration": 30.0,
+    "multiples": [2.0, 5.0, 10.0],
+    "request_timeout": 10.0,
+    "settle": 1.0,
     "sleep": 2.0,
     "sleep_levels": [20, 40, 80, 120],
 }
 QUICK = {
-    "levels": [4],
-    "headline": 4,
+    "levels": [1, 16],
+    "headline": 16,
     "ablation_level": 4,
     "rounds": 1,
     "duration": 1.0,
     "warmup": 0.0,
+    "knee_step": 1.0,
+    "knee_steps": 3,
+    "knee_factor": 2.0,
     "overload_duration": 1.0,
+    "multiples": [2.0, 5.0, 10.0],
+    "request_timeout": 2.0,
+    "settle": 0.1,
     "sleep": 0.2,
     "sleep_levels": [5, 50],
 }
@@ -118,7 +138,8 @@ class Summary:
     rps_high: float
     p50_ms: float
     p99_ms: float
-    errors: int  # non-2xx answers and socket errors, all rounds
+    refused_share: float  # 503 answers, all rounds
+    errors: int  # other non-2xx answers and socket errors, all rounds
     server_us: float  # server CPU per request
     postgres_us: float
     connections_per_1000: float  # new database connections per 1000 requests
@@ -136,7 +157,8 @@ class Summary:
             rps_high=max(rps),
             p50_ms=statistics.median(level.p50_ms for level, _ in rounds),
             p99_ms=statistics.median(level.p99_ms for level, _ in rounds),
-            errors=sum(level.non_2xx + level.socket_errors for level, _ in rounds),
+            refused_share=sum(level.refused for level, _ in rounds) / max(1, sum(lv.requests for lv, _ in rounds)),
+            errors=sum(level.non_2xx - level.refused + level.socket_errors for level, _ in rounds),
             server_us=statistics.median(per_request(usage.server, level) for level, usage in rounds),
             postgres_us=statistics.median(per_request(usage.postgres, level) for level, usage in rounds),
             connections_per_1000=statistics.median(
@@ -156,13 +178,27 @@ class Measured:
     postgres: str
     commands: dict[str, str] = field(default_factory=dict)
     items: dict[str, list[Summary]] = field(default_factory=dict)  # target -> one per level
-    overload: dict[str, Any] = field(default_factory=dict)
+    overload: dict[str, TargetOverload] = field(default_factory=dict)
     threadpool: dict[str, tuple[list[Any], Any]] = field(default_factory=dict)
     thread_hop: dict[str, dict[str, Summary]] = field(default_factory=dict)
     ablations: dict[str, Summary] = field(default_factory=dict)
     libraries: dict[str, set[str]] = field(default_factory=dict)
     usages: list[Usage] = field(default_factory=list)  # every measurement, for the host's load
-    admission_limit: int | None = None  # per worker, as the async variant reports it
+    budget_ms: float = 100.0
+    budget_source: str = ""
+    chart: str | None = None  # the PNG's file name, beside the report
+
+
+@dataclass
+class TargetOverload:
+    """One target's knee search and overload runs, with the server CPU each run used."""
+
+    knee: Any  # bench.knee.KneeSearch
+    runs: list[Any] = field(default_factory=list)  # bench.targets.OverloadRun
+    usages: list[Usage] = field(default_factory=list)  # one per run
+    verdicts: list[Any] = field(default_factory=list)  # bench.targets.Verdict
+    served_us: float = float("nan")  # server CPU per 200 answer (wrk, headline connections)
+    refusal_us: float = float("nan")  # server CPU per 503 answer, fitted over the overload runs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -174,6 +210,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ablations", help=f"comma-separated, from {','.join(ABLATIONS)} (quick: none)")
     parser.add_argument("--server-cpu", type=int, default=1, help="the CPU gunicorn runs on")
     parser.add_argument("--load-cpu", type=int, default=0, help="the CPU wrk, the sender and PostgreSQL run on")
+    parser.add_argument(
+        "--budget-ms", type=float, help="the queue budget (default: the async variant's GET /capacity, else 100)"
+    )
     return parser.parse_args(argv)
 
 
@@ -186,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         ablations=[step for step in chosen.split(",") if step],
         server_cpu=args.server_cpu,
         load_cpu=args.load_cpu,
+        budget_ms=args.budget_ms,
         **shape,  # type: ignore[arg-type]
     )
     if unknown := set(plan.ablations) - set(ABLATIONS):
@@ -235,13 +275,34 @@ def run(plan: Plan, args: argparse.Namespace, workdir: Path) -> int:
         measured.machine["Python"] = f"{platform.python_implementation()} {platform.python_version()}"
         context = Context(plan, bench, projects, url, postmaster, logs, workdir, measured)
         context.sessions = lambda: int(pg.sql("SELECT sessions FROM pg_stat_database WHERE datname = 'bench'"))
-        context.measure_targets(["baseline", *plan.variants])
+        context.measure_targets(["fastapi", *plan.variants])
         context.measure_threadpool(plan.variants)
         if plan.ablations:
             context.measure_ablations(plan.ablations)
+    measured.chart = _chart(bench, measured, args.output.with_suffix(".png"))
     write_report(measured, args.output)
     progress(f"wrote {args.output}")
     return 0
+
+
+def _chart(bench: ModuleType, measured: Measured, path: Path) -> str | None:
+    """Goodput and latency against offered load, one line per target (beside the report)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {
+        target: bench.report.offered_load_curves(found.knee, found.runs) for target, found in measured.overload.items()
+    }
+    if not curves:
+        return None
+    figure, (goodput, latency) = plt.subplots(1, 2, figsize=(13, 5))
+    bench.report.draw_offered_load(goodput, latency, curves, measured.budget_ms)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path.name
 
 
 def _postmaster(port: int) -> int:
@@ -292,15 +353,17 @@ class Context:
         """gunicorn for a target: 'baseline', a variant, or an ablation step."""
         # Workers are not recycled mid-measurement (MAX_REQUESTS): a restart is not what is measured.
         env = services.service_env(DATABASE_URL=self.database_url, MAX_REQUESTS="0", **extra)
-        if target == "baseline" or target == "raw_no_database":
+        if target in ("fastapi", "baseline", "raw_no_database"):
             project = self.projects["async"]
+            answers = default_answers()
             env |= {"PYTHONPATH": str(services.HERE), "WEB_CONCURRENCY": "2"}
+            env |= {"DB_POOL_SIZE": str(answers["pool_size"]), "DB_MAX_OVERFLOW": str(answers["max_overflow"])}
             if target == "raw_no_database":
                 env["BASELINE_NO_DATABASE"] = "1"
             # Served like the services: the same worker class, workers and keep-alive, and an access
             # log line per request as their gunicorn.conf.py writes.
             args = ["-k", "uvicorn_worker.UvicornWorker", "-w", "2", "--keep-alive", "5", "--access-logfile", "-"]
-            args.append("baseline_app:app")
+            args.append("fastapi_app:app" if target == "fastapi" else "baseline_app:app")
         elif target in self.projects:
             project, args = self.projects[target], ["-c", "gunicorn.conf.py"]
         else:  # an ablation of the async variant
@@ -363,29 +426,55 @@ class Context:
             servers = self.servers(stack, targets)
             progress(f"GET /items/{{id}} at {self.plan.levels} connections, {self.plan.rounds} rounds")
             self.measured.items = self.take_turns(servers, dict.fromkeys(servers, self.paths), self.plan.levels)
-            # The baseline has no admission limit: it gets the same load as the async variant.
-            reference = self.bench.machine.discover_capacity(servers["async"].url) if "async" in servers else None
-            self.measured.admission_limit = reference.admission_limit if reference else None
+            self.queue_budget(servers)
             for target, server in servers.items():
-                self.measure_overload(target, server, reference)
+                self.measure_overload(target, server)
 
-    def measure_overload(self, target: str, server: services.Server, reference: Any) -> None:
-        capacity = self.bench.machine.discover_capacity(server.url)
-        if capacity.admission_total is None and reference is not None:
-            capacity = self.bench.machine.Capacity(
-                reference.workers, reference.admission_limit, None, "the async variant's plan"
+    def queue_budget(self, servers: dict[str, services.Server]) -> None:
+        """The budget every target's knee is judged by: the async variant's, as /capacity says."""
+        measured, plan = self.measured, self.plan
+        if plan.budget_ms is not None:
+            measured.budget_ms, measured.budget_source = plan.budget_ms, "--budget-ms"
+            return
+        for variant in ("async", "sync"):
+            if variant in servers:
+                published = self.bench.machine.discover_capacity(servers[variant].url).queue_budget_ms
+                if published is not None:
+                    measured.budget_ms = published
+                    measured.budget_source = f"the {variant} variant's GET /capacity"
+                    return
+        measured.budget_ms, measured.budget_source = 100.0, "the default: no variant's GET /capacity publishes one"
+
+    def measure_overload(self, target: str, server: services.Server) -> None:
+        """The knee by open-loop steps, then 2x, 5x and 10x its capacity, each run metered."""
+        plan, bench = self.plan, self.bench
+        summaries = self.measured.items[target]
+        start = max(summary.ok_rps for summary in summaries) / 4 or 50
+        progress(f"{target}: the knee, from {start:,.0f} req/s")
+        search = bench.knee.find_knee(
+            server.url, self.paths, self.measured.budget_ms, start, plan.knee_factor, plan.knee_step,
+            plan.connections, plan.knee_steps, progress, plan.request_timeout,
+        )  # fmt: skip
+        found = TargetOverload(search)
+        headline = next((summary for summary in summaries if summary.concurrency == plan.headline), summaries[-1])
+        found.served_us = headline.server_us
+        self.measured.overload[target] = found
+        if search.knee is None:
+            progress(f"{target}: no step within the budget; no overload runs")
+            return
+        for multiple in plan.multiples:
+            rate = multiple * search.capacity
+            progress(f"{target}: {multiple:g}x = {rate:,.0f} req/s open loop for {plan.overload_duration:g} s")
+            time.sleep(plan.settle)
+            meter = Meter(server.pid, self.postmaster, self.sessions)
+            meter.start()
+            result = bench.overload.run_open_loop(
+                server.url, self.paths, rate, plan.overload_duration, plan.connections, "/healthz", plan.request_timeout
             )
-        if capacity.admission_total is None:
-            raise RuntimeError(f"{target} reports no admission limit, and there is no async variant to borrow one from")
-        best = max(summary.ok_rps for summary in self.measured.items[target])
-        rate, connections = 2 * best, 10 * capacity.admission_total
-        progress(f"{target}: overload, {rate:,.0f} req/s open loop over {connections} connections")
-        meter = Meter(server.pid, self.postmaster, self.sessions)
-        meter.start()
-        result = self.bench.overload.run_overload(
-            server.url, self.paths, rate, self.plan.overload_duration, connections
-        )
-        self.measured.overload[target] = (result, meter.stop(), capacity)
+            found.usages.append(meter.stop())
+            found.runs.append(bench.targets.OverloadRun(multiple, result))
+        found.verdicts = bench.targets.verdicts(search, found.runs)
+        found.refusal_us = refusal_cost(found)
 
     def measure_threadpool(self, variants: list[str]) -> None:
         with ExitStack() as stack:
@@ -415,6 +504,24 @@ class Context:
             progress(f"ablations at {level} connections, {self.plan.rounds} rounds")
             found = self.take_turns(servers, dict.fromkeys(servers, self.paths), [level])
             self.measured.ablations = {target: summary for target, [summary] in found.items()}
+
+
+def refusal_cost(found: TargetOverload) -> float:
+    """Server CPU per 503, in µs: the least-squares fit of cpu = a x ok + b x refused over the
+    overload runs (the same server at different mixes of answers); NaN if they cannot tell."""
+    rows = [
+        (run.result.count("200"), run.result.count("503"), usage.server)
+        for run, usage in zip(found.runs, found.usages, strict=True)
+    ]
+    oo = sum(ok * ok for ok, _, _ in rows)
+    orr = sum(ok * refused for ok, refused, _ in rows)
+    rr = sum(refused * refused for _, refused, _ in rows)
+    oc = sum(ok * cpu for ok, _, cpu in rows)
+    rc = sum(refused * cpu for _, refused, cpu in rows)
+    determinant = oo * rr - orr * orr
+    if len(rows) < 2 or not rr or determinant <= 1e-9 * oo * rr:
+        return float("nan")
+    return 1e6 * (oo * rc - orr * oc) / determinant
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ No thresholds on the numbers (CI machines are shared and noisy); the real run is
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -36,20 +37,29 @@ def benchmarks_run(tmp_path_factory: pytest.TempPathFactory, uv: str) -> tuple[P
 
 
 def test_the_benchmarks_command_writes_a_report(benchmarks_run: tuple[Path, Path]) -> None:
-    report = benchmarks_run[0].read_text()
+    report_path = benchmarks_run[0]
+    report = report_path.read_text()
     for heading in (
         "## The machine",
-        "## GET /items/{id}: the variants against the baseline",
-        "## Overload",
+        "## GET /items/{id}: the variants against a plain FastAPI app",
+        "## Knee and overload",
+        "### Targets",
         "## The threadpool experiment",
         "## What each choice costs",
         "## How it was run",
     ):
         assert heading in report, heading
-    rows = [line for line in report.splitlines() if line.startswith(("| baseline |", "| async |"))]
-    assert len(rows) >= 2, report
-    assert "req/s vs baseline" in report
+    for target in ("fastapi", "async"):
+        for level in (1, 16):  # the quick run's levels, each target in the main table
+            assert f"| {target} | {level} |" in report, (target, level)
+        for multiple in ("2x", "5x", "10x"):  # the overload table, sized by each target's knee
+            assert f"| {target} | {multiple} |" in report, (target, multiple)
+        assert f"| {target} | server CPU per 503" in report, "the refusal cost is judged for each target"
+    assert "CPU vs FastAPI" in report
     assert "`def + time.sleep`" in report
+    chart = report_path.with_suffix(".png")
+    assert f"]({chart.name})" in report, "the report shows the chart beside it"
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_the_generated_bench_command_writes_a_table_and_a_chart(
@@ -65,9 +75,18 @@ def test_the_generated_bench_command_writes_a_table_and_a_chart(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "threadpool:" in result.stderr, "progress is shown while it runs"
     table = (out / "bench.md").read_text()
-    for heading in ("## Threadpool: sleeping endpoints", "## GET /items/{id}", "## Overload"):
+    for heading in (
+        "## Threadpool: sleeping endpoints",
+        "## GET /items/{id}",
+        "## The knee",
+        "## Overload",
+        "## Targets",
+    ):
         assert heading in table, table
-    assert "| 200 |" in table, table
+    assert "**knee**" in table, table
+    for multiple in ("2x", "5x", "10x"):
+        assert f"| {multiple} |" in table, table
+    assert re.search(r"\*\*queue budget\*\*: [\d.]+ ms \((GET /capacity|the default)", table), "and where from"
     assert "**CPU**" in table, "the machine is stated"
     assert (out / "bench.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert (out / "bench.json").is_file()

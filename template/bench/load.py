@@ -1,6 +1,7 @@
 """GET /items/{id} at rising concurrency, with wrk (closed loop: each connection sends its next
 request when the previous answer arrives). A Lua script spreads the requests over the paths
-given (one per item id) and prints wrk's own latency percentiles as JSON."""
+given (one per item id), counts the 503 answers and prints wrk's own latency percentiles as
+JSON."""
 
 from __future__ import annotations
 
@@ -15,17 +16,28 @@ from pathlib import Path
 SCRIPT = """
 local paths = PATHS
 local next_path = 0
+local threads = {}
+refused = 0  -- 503 answers, counted in each thread's own Lua state
+setup = function(thread)
+  table.insert(threads, thread)
+end
 request = function()
   next_path = next_path % #paths + 1
   return wrk.format("GET", paths[next_path])
 end
+response = function(status, headers, body)
+  if status == 503 then refused = refused + 1 end
+end
 done = function(summary, latency, requests)
   local errors = summary.errors
+  local refusals = 0
+  for _, thread in ipairs(threads) do refusals = refusals + thread:get("refused") end
   io.write(string.format(
     'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "max_us": %d,'
-    .. ' "non_2xx": %d, "socket_errors": %d, "timeouts": %d}\\n',
+    .. ' "non_2xx": %d, "refused": %d, "socket_errors": %d, "timeouts": %d}\\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    latency.max, errors.status, errors.connect + errors.read + errors.write, errors.timeout))
+    latency.max, errors.status, refusals, errors.connect + errors.read + errors.write,
+    errors.timeout))
 end
 """
 
@@ -39,12 +51,17 @@ class LoadLevel:
     p99_ms: float
     max_ms: float
     non_2xx: int
+    refused: int  # 503 answers (also counted in non_2xx)
     socket_errors: int
 
     @property
     def rps(self) -> float:
         """Answers per second, whatever their status."""
         return self.requests / self.seconds
+
+    @property
+    def refused_share(self) -> float:
+        return self.refused / self.requests if self.requests else 0.0
 
     @property
     def ok_rps(self) -> float:
@@ -83,6 +100,7 @@ def run_load(
             progress(
                 f"load: x{concurrency:<4} {level.ok_rps:8.0f} req/s  p50 {level.p50_ms:7.2f} ms"
                 f"  p99 {level.p99_ms:7.2f} ms"
+                + (f"  503 {100 * level.refused_share:.1f} %" if level.refused else "")
                 + (f"  non-2xx {level.non_2xx}" if level.non_2xx else "")
                 + (f"  socket errors {level.socket_errors}" if level.socket_errors else "")
             )
@@ -110,5 +128,6 @@ def _wrk(
         p99_ms=data["p99_us"] / 1000,
         max_ms=data["max_us"] / 1000,
         non_2xx=data["non_2xx"],
+        refused=data["refused"],
         socket_errors=data["socket_errors"] + data["timeouts"],
     )

@@ -86,64 +86,47 @@ def _wrk_version() -> str:
 
 @dataclass(frozen=True)
 class Capacity:
-    """The service's limits that the experiments are sized by."""
+    """What the service says about its limits in GET /capacity (each answer is one worker's)."""
 
-    workers: int | None
-    admission_limit: int | None  # per worker
+    workers: int | None  # distinct worker pids seen
+    queue_budget_ms: float | None  # per worker: how long a request may wait for a connection
     thread_limit: int | None  # per worker
     source: str
 
-    @property
-    def admission_total(self) -> int | None:
-        if self.admission_limit is None or self.workers is None:
-            return None
-        return self.admission_limit * self.workers
-
 
 def discover_capacity(url: str, probes: int = 24) -> Capacity:
-    """Read the limits from the service: /readyz's `capacity` section, else GET /capacity.
-
-    Each answer comes from one worker; the worker count is the `workers` field where there is
-    one, else the number of distinct worker pids seen over `probes` fresh connections.
-    """
+    """Read GET /capacity over `probes` fresh connections: the kernel hands each to a worker,
+    so the distinct pids seen are the workers (a lower bound, which 24 probes make tight)."""
     return run(_discover(url, probes))
 
 
 async def _discover(url: str, probes: int) -> Capacity:
-    for path in ("/readyz", "/capacity"):
-        section = _section(await _json(url, path), path)
-        admission = _limit(section, "admission") if section else None
-        if section is None or admission is None:
-            continue
-        workers = section.get("workers")
-        if not isinstance(workers, int):
-            pids = set()
-            for _ in range(probes):
-                pid = (_section(await _json(url, path), path) or {}).get("pid")
-                if isinstance(pid, int):
-                    pids.add(pid)
-            workers = len(pids) or None
-        return Capacity(workers, admission, _limit(section, "threads"), f"GET {path}")
-    return Capacity(None, None, None, "not published by the service")
+    answers = [await _json(url, "/capacity") for _ in range(probes)]
+    answers = [answer for answer in answers if answer]
+    if not answers:
+        return Capacity(None, None, None, "not published by the service")
+    pids = {answer["pid"] for answer in answers if isinstance(answer.get("pid"), int)}
+    first = answers[0]
+    budget = _field(first, "admission", "queue_budget_ms")
+    threads = _field(first, "threads", "limit")
+    return Capacity(
+        workers=len(pids) or None,
+        queue_budget_ms=float(budget) if isinstance(budget, int | float) else None,
+        thread_limit=threads if isinstance(threads, int) else None,
+        source="GET /capacity",
+    )
 
 
-def _section(payload: dict[str, Any], path: str) -> dict[str, Any] | None:
-    section = payload.get("capacity", payload if path == "/capacity" else None)
-    return section if isinstance(section, dict) else None
-
-
-def _limit(section: dict[str, Any], name: str) -> int | None:
-    value = section.get(name, section.get(f"{name}_limit"))
-    if isinstance(value, dict):
-        value = value.get("limit")
-    if name == "threads" and value is None:
-        value = section.get("thread_limit")
-    return value if isinstance(value, int) else None
+def _field(payload: dict[str, Any], section: str, name: str) -> object:
+    part = payload.get(section)
+    return part.get(name) if isinstance(part, dict) else None
 
 
 async def _json(url: str, path: str) -> dict[str, Any]:
     try:
         answer = await get_once(url, path)
+        if answer.status != 200:
+            return {}
         payload = json.loads(answer.body)
     except (*REQUEST_ERRORS, TimeoutError):
         return {}
