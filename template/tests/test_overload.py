@@ -17,25 +17,34 @@ from {{ cookiecutter.project_slug }}.overload import RequestDeadline
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 
-def test_a_full_admission_gate_refuses_database_requests_at_once(client: TestClient) -> None:
+def test_database_requests_that_cannot_be_served_in_time_are_refused_at_once(
+    client: TestClient,
+) -> None:
     gate = client.app.state.admission  # type: ignore[attr-defined]
-    gate.in_flight = gate.limit  # as if every admitted request were still running
+    permits = gate.free
+    gate.free = 0  # as if every connection were held by a request that runs for a minute
+    gate.mean_hold = 60.0
     try:
         refused = client.get("/items/1")
         assert refused.status_code == 503
         assert refused.headers["Retry-After"] == "1"
+        assert refused.json() == {"detail": "overloaded: retry later"}
         assert client.get("/healthz").status_code == 200
         assert client.get("/capacity").status_code == 200
     finally:
-        gate.in_flight = 0
+        gate.free, gate.mean_hold = permits, 0.0
     assert client.get("/items/1").status_code == 404
-    assert gate.in_flight == 0, "every admitted request gives its slot back"
+    assert gate.free == gate.permits, "every admitted request gives its connection's permit back"
+    assert client.get("/capacity").json()["admission"]["refused"] == 1
 
 
 def test_the_worker_applies_the_plan(client: TestClient, settings: Settings) -> None:
     plan = settings.capacity_plan()
     capacity = client.get("/capacity").json()
     assert capacity["admission"]["limit"] == plan.admission_limit
+    assert capacity["admission"]["connections"] == plan.connections_per_worker
+    assert capacity["admission"]["queue_limit"] == plan.admission_queue
+    assert capacity["admission"]["queue_budget_ms"] == settings.queue_budget_ms
     assert capacity["threads"]["limit"] == plan.thread_limit
     assert capacity["peak_connections"] == plan.peak_connections
 

@@ -1,56 +1,247 @@
-"""Admission control: each worker serves at most its admission limit of database requests.
+"""Admission by waiting time: a worker takes a database request while it can expect a
+connection within QUEUE_BUDGET_MS, and answers 503 with Retry-After at once when it cannot.
 
-Past the limit a request is answered 503 with Retry-After at once, instead of queueing
-until the client gives up. The gate is a dependency of the session and read connection
-dependencies (db.py), so only requests that use the database pass through it: /healthz and
-handlers without either are never refused. It is an `async def` dependency, so FastAPI runs
-it on the event loop before anything else: a refused request never takes a thread or a
-connection.
+Why time and not a count: a count of waiting requests says nothing about how long they wait.
+With 1 ms queries, 60 waiting requests cost a few milliseconds; with 2 s queries, even 5 are
+too many. What a client feels, and what decides whether an answer is still worth giving, is
+the wait.
 
-The count lives on the worker's event loop, so a plain integer is enough: no other thread
-touches it.
+How (hand-written: no library offers an asyncio admission queue for ASGI; each worker keeps
+its own, on its event loop, so plain attributes are enough and nothing is locked):
+
+- A worker has one permit per pooled connection (pool_size + max_overflow). An admitted
+  request holds one for as long as its handler runs, so it never queues inside the pool.
+- A request that finds every permit taken joins a queue if the wait it can expect fits the
+  budget. The expectation is Little's law on what the worker measures: the requests queued
+  ahead of it, times the mean time a permit is held (a moving average), over the permits. If
+  it does not fit, the answer is 503 straight away: refusing costs microseconds instead of a
+  budget's worth of waiting, and the client can retry elsewhere.
+- A queued request that has waited the whole budget gets 503 too. The estimate can be wrong
+  (a table lock makes every query slow at once); the deadline cannot.
+- The queue is first-in first-out while it drains, and newest-first once its oldest request
+  has waited half the budget (adaptive LIFO, as in Facebook's "Fail at Scale", ACM Queue
+  2015): under overload the newest requests have the most of their budget left, and the
+  oldest, which would be served too late anyway, are the ones that time out.
+- A hard ceiling on queued requests (ADMISSION_QUEUE) bounds memory whatever the estimate.
+
+Adaptive concurrency limits (Netflix's concurrency-limits, Envoy's adaptive concurrency
+filter) learn a limit from latency when the bottleneck is unknown. Here it is known and
+counted, the pool, whose size the capacity plan fixes: only the queue in front of it needs
+controlling, and by the measure clients feel.
+
+The decision is made by the route itself (AdmissionRoute, the route class of every router
+whose routes use the database), once the request is routed and before any dependency runs: a
+refusal costs routing and a prepared answer, not the dependency injection and the exception
+handling a dependency that raises would. Which routes use the database is read from their
+dependencies when the route is built: a route that depends on `Admitted` (every SessionDep
+and ReadConnectionDep does) is admitted; /healthz, /capacity and handlers without a database dependency are never refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Annotated
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+# How fast the mean hold time follows what the permits measure: each release moves it this
+# share of the way, so it tracks a change in query times within a few dozen requests.
+HOLD_TIME_SMOOTHING = 0.05
+# The scope key under which AdmissionRoute marks a request it admitted.
+ADMITTED = "admission.admitted"
 
 
 class OverloadedError(Exception):
-    """The worker is serving as many database requests as its plan admits."""
+    """The worker cannot serve this database request within its queue budget."""
+
+
+@dataclass
+class AdmissionStats:
+    """What the gate decided since the worker started, for /capacity and the metrics."""
+
+    admitted_at_once: int = 0
+    admitted_after_waiting: int = 0
+    refused_expected_wait: int = 0
+    refused_queue_full: int = 0
+    refused_waited_budget: int = 0
+
+    @property
+    def refused(self) -> int:
+        return self.refused_expected_wait + self.refused_queue_full + self.refused_waited_budget
+
+
+@dataclass(eq=False)
+class _Waiter:
+    future: asyncio.Future[None]
+    since: float
 
 
 @dataclass
 class AdmissionGate:
-    """Counts the database requests a worker is serving, up to `limit`."""
+    """One worker's permits (one per pooled connection) and the queue of requests waiting."""
 
-    limit: int
-    in_flight: int = 0
+    permits: int
+    queue_budget: float  # seconds
+    max_queue: int
+    clock: Callable[[], float] = time.monotonic
+    free: int = field(init=False)
+    mean_hold: float = field(default=0.0, init=False)
+    stats: AdmissionStats = field(default_factory=AdmissionStats, init=False)
+    _queue: deque[_Waiter] = field(default_factory=deque, init=False)
+    _queued: int = field(default=0, init=False)  # waiters in _queue still waiting
 
-    def try_enter(self) -> bool:
-        if self.in_flight >= self.limit:
-            return False
-        self.in_flight += 1
-        return True
+    def __post_init__(self) -> None:
+        self.free = self.permits
 
-    def leave(self) -> None:
-        self.in_flight -= 1
+    @property
+    def in_use(self) -> int:
+        return self.permits - self.free
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    def expected_wait(self) -> float:
+        """Seconds a request arriving now can expect to wait for a permit (Little's law)."""
+        if self.free and not self._queued:
+            return 0.0
+        return (self._queued + 1) * self.mean_hold / self.permits
+
+    async def acquire(self) -> float:
+        """Take a permit, waiting at most the budget; the time waited. OverloadedError if not."""
+        if self.free and not self._queued:
+            self.free -= 1
+            self.stats.admitted_at_once += 1
+            return 0.0
+        if self._queued >= self.max_queue:
+            self.stats.refused_queue_full += 1
+            raise OverloadedError
+        if self.expected_wait() > self.queue_budget:
+            self.stats.refused_expected_wait += 1
+            raise OverloadedError
+        return await self._wait()
+
+    async def _wait(self) -> float:
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future(), self.clock())
+        self._queue.append(waiter)
+        self._queued += 1
+        timer = loop.call_later(self.queue_budget, self._expire, waiter)
+        try:
+            await waiter.future
+        except OverloadedError:
+            self.stats.refused_waited_budget += 1
+            raise
+        except asyncio.CancelledError:
+            # The request was cancelled (its client left, or a deadline). While still waiting:
+            # it no longer counts, and release() skips it. After the permit was handed to it:
+            # pass the permit on. After it expired: it was already counted out.
+            if waiter.future.cancelled():
+                self._queued -= 1
+            elif waiter.future.exception() is None:
+                self._pass_on()
+            raise
+        finally:
+            timer.cancel()
+        self.stats.admitted_after_waiting += 1
+        return self.clock() - waiter.since
+
+    def _expire(self, waiter: _Waiter) -> None:
+        if not waiter.future.done():
+            self._queued -= 1
+            waiter.future.set_exception(OverloadedError())
+
+    def release(self, held: float) -> None:
+        """Give a permit back after holding it `held` seconds: to a waiter, or to the pool."""
+        self.mean_hold += HOLD_TIME_SMOOTHING * (held - self.mean_hold)
+        self._pass_on()
+
+    def _pass_on(self) -> None:
+        waiter = self._next_waiter()
+        if waiter is None:
+            self.free += 1
+            return
+        self._queued -= 1
+        waiter.future.set_result(None)
+
+    def _next_waiter(self) -> _Waiter | None:
+        """First in, first out; newest first once the oldest has waited half the budget."""
+        queue = self._queue
+        while queue and queue[0].future.done():  # timed out or cancelled while waiting
+            queue.popleft()
+        while queue and queue[-1].future.done():
+            queue.pop()
+        if not queue:
+            return None
+        if self.clock() - queue[0].since > self.queue_budget / 2:
+            return queue.pop()
+        return queue.popleft()
 
 
-async def admit(request: Request) -> AsyncIterator[None]:
-    """Hold an admission slot for the rest of the handler, or refuse with OverloadedError (503)."""
-    gate: AdmissionGate = request.app.state.admission
-    if not gate.try_enter():
-        raise OverloadedError
-    try:
-        yield
-    finally:
-        gate.leave()
+async def require_admission(request: Request) -> None:
+    """Marks a dependency as one that uses the database, and checks that the request was admitted.
+
+    AdmissionRoute admits the requests of every route that depends on this before any of its
+    dependencies run: by the time this runs, the request holds a permit.
+    """
+    if ADMITTED not in request.scope:
+        raise RuntimeError(
+            f"{request.method} {request.url.path} uses the database but was not admitted: give"
+            " its router route_class=AdmissionRoute"
+        )
 
 
-# scope="function": the slot is given back when the handler returns, with its connection.
-Admitted = Annotated[None, Depends(admit, scope="function")]
+Admitted = Annotated[None, Depends(require_admission)]
+
+
+def _depends_on_admission(dependant: Dependant) -> bool:
+    return any(
+        sub.call is require_admission or _depends_on_admission(sub)
+        for sub in dependant.dependencies
+    )
+
+
+def refusal(retry_after: int) -> Response:
+    """The 503 a refused request gets: made once per worker, sent as it is to every one."""
+    return Response(
+        b'{"detail":"overloaded: retry later"}',
+        status_code=503,
+        headers={"Retry-After": str(retry_after)},
+        media_type="application/json",
+    )
+
+
+class AdmissionRoute(APIRoute):
+    """A route that admits its requests through the worker's gate if it uses the database.
+
+    The gate and the prepared refusal are the lifespan's (app.state.admission, .refusal). A
+    permit is held while the handler runs and given back when it returns, as its connection is.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        if not _depends_on_admission(self.dependant):
+            return handle
+
+        async def admit_then_handle(request: Request) -> Response:
+            state = request.app.state
+            gate: AdmissionGate = state.admission
+            try:
+                await gate.acquire()
+            except OverloadedError:
+                prepared: Response = state.refusal
+                return prepared
+            request.scope[ADMITTED] = True
+            started = gate.clock()
+            try:
+                return await handle(request)
+            finally:
+                gate.release(gate.clock() - started)
+
+        return admit_then_handle

@@ -13,16 +13,18 @@ The model:
   (replicas + max_surge) x workers x (pool_size + max_overflow), and that
   must fit in what the server allows minus what must stay free:
   db_max_connections - db_reserved_connections.
-- A worker admits at most `admission_limit` database-using requests at once:
-  one per connection, plus a short queue that waits up to pool_timeout for a
-  connection. Beyond that it answers 503 at once instead of queueing.
-- Sync handlers each hold a thread from AnyIO's pool while they run, even
-  while they wait for a connection. The thread limit is therefore the
-  admission limit plus spare threads, so that admitted database requests
-  never wait for a thread and handlers that do not touch the database
-  (blocking HTTP calls, file work) still find one. A handler that holds two
-  connections at once can still deadlock a pool sized to its admitted
-  requests: keep to one session per request.
+- A worker admits a database-using request while it can expect a connection within
+  `queue_budget_ms` (see admission.py): one permit per connection, and a queue in front of
+  them that a request joins only if its expected wait fits the budget, and leaves with a 503
+  once it has waited the budget. `admission_queue` caps that queue whatever the estimate, to
+  bound memory: connections + queue is the most database requests a worker holds at once.
+- Sync handlers each hold a thread from AnyIO's pool while they run. Queued requests wait on
+  the event loop, not in a thread, and an admitted one holds a connection's permit: the
+  thread limit is therefore one thread per connection plus spare threads, so that admitted
+  database requests never wait for a thread and handlers that do not touch the database
+  (blocking HTTP calls, file work) still find one. A handler that holds two connections at
+  once can still deadlock a pool sized to its admitted requests: keep to one session per
+  request.
 - Behind PgBouncer in transaction pooling, the service's connections are PgBouncer's clients:
   the fleet's peak must fit PgBouncer's `max_client_conn` instead, and what PostgreSQL sees is
   PgBouncer's server pool (`pgbouncer_pool_size`, shared by all of those clients one
@@ -31,7 +33,6 @@ The model:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,13 +42,15 @@ Driver = Literal["async", "sync"]
 ANYIO_DEFAULT_THREADS = 40
 
 
-def default_admission_queue(pool_size: int, max_overflow: int) -> int:
-    """Requests a worker lets wait for a connection: half its connections, at least one.
+# Queued requests allowed per connection when ADMISSION_QUEUE is unset. The queue budget
+# decides who waits; this only bounds memory: at 1 ms queries a worker with 10 connections
+# serves 80 queued requests within 8 ms, so the cap is rarely what refuses.
+QUEUE_PER_CONNECTION = 8
 
-    Short on purpose: a request that would wait longer than a few queries is
-    better answered 503 at once, so that the client can retry elsewhere.
-    """
-    return max(1, math.ceil((pool_size + max_overflow) / 2))
+
+def default_admission_queue(connections_per_worker: int) -> int:
+    """The most requests a worker lets queue for a connection, when not set."""
+    return QUEUE_PER_CONNECTION * connections_per_worker
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class PlanInputs:
     max_overflow: int
     db_max_connections: int
     db_reserved_connections: int
+    queue_budget_ms: int = 250
     admission_queue: int | None = None
     spare_threads: int = 8
     # PgBouncer between the service and PostgreSQL (transaction pooling). The numbers default
@@ -131,18 +135,23 @@ class CapacityPlan:
     def admission_queue(self) -> int:
         if self.inputs.admission_queue is not None:
             return self.inputs.admission_queue
-        return default_admission_queue(self.inputs.pool_size, self.inputs.max_overflow)
+        return default_admission_queue(self.connections_per_worker)
 
     @property
     def admission_limit(self) -> int:
-        """Database-using requests one worker serves or queues at once."""
+        """The most database-using requests one worker serves or queues at once."""
         return self.connections_per_worker + self.admission_queue
+
+    @property
+    def queue_budget(self) -> float:
+        """Seconds a database request may wait for a connection before it is refused."""
+        return self.inputs.queue_budget_ms / 1000
 
     @property
     def thread_limit(self) -> int:
         """AnyIO worker threads per worker process."""
         if self.inputs.driver == "sync":
-            return self.admission_limit + self.inputs.spare_threads
+            return self.connections_per_worker + self.inputs.spare_threads
         return ANYIO_DEFAULT_THREADS
 
     @property
@@ -253,10 +262,16 @@ class CapacityPlan:
             ),
             *(self._pgbouncer_rows() if i.pgbouncer else self._direct_rows()),
             (
+                "queue budget",
+                f"{i.queue_budget_ms} ms",
+                "a database request waits at most this for a connection, and queues only if"
+                " it can expect one within it; else: 503",
+            ),
+            (
                 "admission limit per worker",
                 str(self.admission_limit),
-                f"{self.connections_per_worker} connections + {self.admission_queue} queued;"
-                " beyond it: 503",
+                f"{self.connections_per_worker} connections + at most {self.admission_queue}"
+                " queued; beyond it: 503",
             ),
         ]
         if i.driver == "sync":
@@ -264,7 +279,7 @@ class CapacityPlan:
                 (
                     "threads per worker",
                     str(self.thread_limit),
-                    f"admission limit + {i.spare_threads} spare threads",
+                    f"{self.connections_per_worker} connections + {i.spare_threads} spare threads",
                 )
             )
         else:
@@ -341,6 +356,11 @@ def _range_problems(i: PlanInputs) -> list[str]:
             else ""
         ),
         f"spare_threads: {i.spare_threads} must be at least 1" if i.spare_threads < 1 else "",
+        (
+            f"queue_budget_ms: {i.queue_budget_ms} must be at least 1"
+            if i.queue_budget_ms < 1
+            else ""
+        ),
     ]
 
 

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from .admission import AdmissionGate
+from .admission import AdmissionGate, refusal
 from .db import open_database
 from .settings import Settings
 
@@ -41,17 +41,25 @@ def apply_capacity_plan(app: FastAPI, settings: Settings) -> None:
     if problems := settings.plan_problems():
         raise CapacityError("capacity plan does not fit: " + "; ".join(problems))
     plan = settings.capacity_plan()
-    # Sync handlers hold a thread while they wait for a connection: threads are the admitted
-    # requests plus spare ones for handlers that do not use the database (see capacity.py).
+    # Sync handlers hold a thread while they run: one per connection an admitted request may
+    # hold, plus spare ones for handlers that do not use the database (see capacity.py).
     threads = anyio.to_thread.current_default_thread_limiter()
     threads.total_tokens = plan.thread_limit
     app.state.threads = threads
-    app.state.admission = AdmissionGate(limit=plan.admission_limit)
+    app.state.admission = AdmissionGate(
+        permits=plan.connections_per_worker,
+        queue_budget=plan.queue_budget,
+        max_queue=plan.admission_queue,
+    )
+    app.state.refusal = refusal(settings.retry_after)
     logger.info(
-        "worker %d: admission limit %d, thread limit %d, pool %d + %d overflow",
+        "worker %d: admits database requests on %d connections (pool %d + %d overflow) while"
+        " they can expect one within %d ms, at most %d queued; thread limit %d",
         os.getpid(),
-        plan.admission_limit,
-        plan.thread_limit,
+        plan.connections_per_worker,
         settings.db_pool_size,
         settings.db_max_overflow,
+        settings.queue_budget_ms,
+        plan.admission_queue,
+        plan.thread_limit,
     )

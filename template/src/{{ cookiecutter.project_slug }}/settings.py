@@ -62,8 +62,11 @@ class Settings(BaseSettings):
     pgbouncer_max_client_conn: int = Field(default=defaults.PGBOUNCER_MAX_CLIENT_CONN, ge=1)
     pgbouncer_pool_size: int = Field(default=defaults.PGBOUNCER_POOL_SIZE, ge=1)
 
-    # Admission: database requests a worker lets wait for a connection beyond its pool; more
-    # are answered 503 at once. Unset: half the worker's connections (see capacity.py).
+    # Admission (admission.py): a database request waits at most QUEUE_BUDGET_MS for a
+    # connection, and queues only while it can expect one within it; else 503 at once.
+    queue_budget_ms: int = Field(default=250, ge=1, le=60_000)
+    # The most database requests a worker lets queue, whatever their expected wait: a memory
+    # bound. Unset: 8 per connection (see capacity.py).
     admission_queue: int | None = Field(default=None, ge=0)
     # Sync variant: threads kept free for handlers that do not use the database.
     spare_threads: int = Field(default=8, ge=1)
@@ -153,6 +156,7 @@ class Settings(BaseSettings):
                 max_overflow=self.db_max_overflow,
                 db_max_connections=self.db_max_connections,
                 db_reserved_connections=self.db_reserved_connections,
+                queue_budget_ms=self.queue_budget_ms,
                 admission_queue=self.admission_queue,
                 spare_threads=self.spare_threads,
                 pgbouncer=self.pgbouncer,

@@ -20,9 +20,24 @@ class Usage(BaseModel):
     in_use: int
 
 
+class Admission(BaseModel):
+    """The admission gate (admission.py): its permits, its queue and what it decided."""
+
+    limit: int  # connections + the queue's cap: the most database requests held at once
+    connections: int  # permits: one per pooled connection
+    in_use: int
+    queued: int
+    queue_limit: int
+    queue_budget_ms: int
+    expected_wait_ms: float  # for a database request arriving now
+    mean_hold_ms: float  # how long an admitted request holds its connection, on average
+    admitted: int
+    refused: int
+
+
 class WorkerCapacity(BaseModel):
     pid: int
-    admission: Usage
+    admission: Admission
     threads: Usage
     connections_per_worker: int
     peak_connections: int
@@ -41,7 +56,18 @@ def worker_capacity(request: Request) -> WorkerCapacity:
     plan = settings.capacity_plan()
     return WorkerCapacity(
         pid=os.getpid(),
-        admission=Usage(limit=gate.limit, in_use=gate.in_flight),
+        admission=Admission(
+            limit=plan.admission_limit,
+            connections=gate.permits,
+            in_use=gate.in_use,
+            queued=gate.queued,
+            queue_limit=gate.max_queue,
+            queue_budget_ms=settings.queue_budget_ms,
+            expected_wait_ms=gate.expected_wait() * 1000,
+            mean_hold_ms=gate.mean_hold * 1000,
+            admitted=gate.stats.admitted_at_once + gate.stats.admitted_after_waiting,
+            refused=gate.stats.refused,
+        ),
         threads=Usage(limit=int(threads.total_tokens), in_use=int(threads.borrowed_tokens)),
         connections_per_worker=plan.connections_per_worker,
         peak_connections=plan.peak_connections,
