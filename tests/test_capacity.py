@@ -126,15 +126,16 @@ def test_the_largest_suggestions_are_the_largest_that_fit() -> None:
     assert not plan(replicas=3, max_surge=2, workers=crowded.largest_workers + 1, pool_size=9, max_overflow=3).fits
 
 
-def test_admission_is_the_pool_plus_a_short_queue() -> None:
-    assert plan().admission_limit == 10 + 5
-    assert plan(pool_size=1, max_overflow=0).admission_limit == 1 + 1
+def test_admission_is_the_connections_plus_a_queue_capped_per_connection() -> None:
+    assert plan().admission_limit == 10 + 10 * capacity.QUEUE_PER_CONNECTION  # pool 5 + overflow 5
+    assert plan(pool_size=1, max_overflow=0).admission_limit == 1 + capacity.QUEUE_PER_CONNECTION
     assert plan(admission_queue=0).admission_limit == 10
+    assert plan(queue_budget_ms=40).queue_budget == 0.04
 
 
-def test_sync_threads_cover_admitted_requests_plus_spare_ones() -> None:
+def test_sync_threads_cover_the_connections_plus_spare_ones() -> None:
     sync = plan(driver="sync", spare_threads=4)
-    assert sync.thread_limit == sync.admission_limit + 4
+    assert sync.thread_limit == sync.connections_per_worker + 4
     assert plan(driver="async").thread_limit == capacity.ANYIO_DEFAULT_THREADS
 
 
@@ -339,10 +340,17 @@ def test_the_generation_time_plan_is_capacity_py_plan(numbers: dict[str, Any], d
 
 
 def test_the_generation_time_constants_are_capacity_py_defaults() -> None:
-    """The spare threads and AnyIO's pool, which the README also names in its prose."""
-    spare_threads = next(field.default for field in fields(capacity.PlanInputs) if field.name == "spare_threads")
-    rendered = render_plan(["plan.spare_threads()", "plan.anyio_default_threads()"], {})
-    assert rendered == [str(spare_threads), str(capacity.ANYIO_DEFAULT_THREADS)]
+    """The spare threads, the queue budget and per-connection cap, and AnyIO's pool, which the
+    README also names in its prose."""
+    defaults = {field.name: field.default for field in fields(capacity.PlanInputs)}
+    names = ["spare_threads", "queue_budget_ms", "queue_per_connection", "anyio_default_threads"]
+    rendered = render_plan([f"plan.{name}()" for name in names], {})
+    assert rendered == [
+        str(defaults["spare_threads"]),
+        str(defaults["queue_budget_ms"]),
+        str(capacity.QUEUE_PER_CONNECTION),
+        str(capacity.ANYIO_DEFAULT_THREADS),
+    ]
 
 
 ARITHMETIC = (nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Pow)
@@ -438,5 +446,9 @@ def test_both_tools_summarise_the_plan_after_generation(answers: dict[str, Any],
     else:
         assert f"= {plan.peak_connections} connections at peak, of {plan.available_connections} available" in shown
         assert f"{plan.headroom} to spare" in shown
-    assert f"admits {plan.admission_limit} database requests at once" in shown
+    assert (
+        f"Each worker serves database requests on {plan.connections_per_worker} connections, queues one only"
+        f" while it can expect a connection within {plan.inputs.queue_budget_ms} ms"
+        f" (at most {plan.admission_queue} queued) and answers 503 beyond that"
+    ) in shown
     assert (f"it runs {plan.thread_limit} threads" in shown) is (answers["db_driver"] == "sync")

@@ -163,8 +163,8 @@ def service(project: Project, database: Database) -> Iterator[Gunicorn]:
 def test_every_worker_runs_with_the_limits_of_the_plan(service: Gunicorn, project: Project) -> None:
     plan = plan_for(project.driver)
     started = re.findall(
-        r"worker (\d+): admits database requests on (\d+) connections .* within (\d+) ms,"
-        r" at most (\d+) queued; thread limit (\d+)",
+        r"worker (\d+): serves database requests on (\d+) connections .* within (\d+) ms"
+        r" \(at most (\d+) queued\) and answers 503 beyond that; (\d+) threads",
         service.output(),
     )
     assert len({pid for pid, *_ in started}) == WORKERS, service.output()

@@ -34,7 +34,8 @@ whose routes use the database), once the request is routed and before any depend
 refusal costs routing and a prepared answer, not the dependency injection and the exception
 handling a dependency that raises would. Which routes use the database is read from their
 dependencies when the route is built: a route that depends on `Admitted` (every SessionDep
-and ReadConnectionDep does) is admitted; /healthz, /capacity and handlers without a database dependency are never refused.
+and ReadConnectionDep does) is admitted; /healthz, /capacity and handlers without a database
+dependency are never refused.
 """
 
 from __future__ import annotations

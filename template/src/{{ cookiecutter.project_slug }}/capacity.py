@@ -264,8 +264,8 @@ class CapacityPlan:
             (
                 "queue budget",
                 f"{i.queue_budget_ms} ms",
-                "a database request waits at most this for a connection, and queues only if"
-                " it can expect one within it; else: 503",
+                "a database request queues only while it can expect a connection within this,"
+                " and waits no longer; beyond it: 503",
             ),
             (
                 "admission limit per worker",

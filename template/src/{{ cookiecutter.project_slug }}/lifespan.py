@@ -53,8 +53,9 @@ def apply_capacity_plan(app: FastAPI, settings: Settings) -> None:
     )
     app.state.refusal = refusal(settings.retry_after)
     logger.info(
-        "worker %d: admits database requests on %d connections (pool %d + %d overflow) while"
-        " they can expect one within %d ms, at most %d queued; thread limit %d",
+        "worker %d: serves database requests on %d connections (pool %d + %d overflow), queues"
+        " one only while it can expect a connection within %d ms (at most %d queued) and"
+        " answers 503 beyond that; %d threads",
         os.getpid(),
         plan.connections_per_worker,
         settings.db_pool_size,
