@@ -320,7 +320,8 @@ def _field_name(kind: type[PlanSettings], location: str) -> str:
     """The field an error is about, whether it came by variable name (DB_POOL_SIZE) or not."""
     if location in kind.model_fields:
         return location
-    return next(name for name, field in kind.model_fields.items() if field.alias == location)
+    aliases = {field.alias: name for name, field in kind.model_fields.items()}
+    return aliases.get(location, location.lower())
 
 
 def _without_none(annotation: object) -> object:
