@@ -12,13 +12,13 @@ from pathlib import Path
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
-from {{ cookiecutter.project_slug }}.settings import Settings
+from {{ cookiecutter.project_slug }}.settings import Settings, plan_or_exit, settings_or_exit
 
-_settings = Settings()
-# A plan that does not fit stops gunicorn here, before any worker starts or connects: exit 1,
-# with the numbers. Every worker checks again as it starts (lifespan.py).
-if _problems := _settings.plan_problems():
-    raise SystemExit("capacity plan does not fit: " + "; ".join(_problems))
+# A bad setting stops gunicorn here (exit 2, one line naming the variable), and so does a plan
+# that does not fit (exit 1, with the numbers), before any worker starts or connects. Every
+# worker checks the plan again as it starts (lifespan.py).
+_settings = settings_or_exit(Settings)
+plan_or_exit(_settings)
 
 # Each worker imports the app and calls the factory itself, after the fork: no preload_app,
 # so no connection pool or socket is ever shared between processes.

@@ -67,6 +67,11 @@ REFUSED: dict[str, Refusal] = {
         {"http_port": 80}, ("http_port: 80 is not accepted; use a whole number from 1024 to 65535",)
     ),
     "graceful-timeout-zero": Refusal({"graceful_timeout": 0}, ("graceful_timeout: 0 is not accepted",)),
+    # The service refuses to start when GRACEFUL_TIMEOUT is below REQUEST_TIMEOUT (15 s by default).
+    "graceful-timeout-below-request-deadline": Refusal(
+        {"graceful_timeout": 14},
+        ("graceful_timeout: 14 is not accepted; use a whole number of seconds from 15 to 600",),
+    ),
     "budget-exceeded": Refusal(
         {"workers": 4, "pool_size": 20, "max_overflow": 10},
         (
@@ -123,6 +128,7 @@ ACCEPTED: dict[str, dict[str, object]] = {
     "budget-exactly-full": {"replicas": 3, "max_surge": 0, "workers": 3, "pool_size": 5, "max_overflow": 5},
     "no-overflow-one-worker": {"workers": 1, "pool_size": 1, "max_overflow": 0},
     "no-surge": {"replicas": 4, "max_surge": 0},
+    "graceful-timeout-equal-to-the-request-deadline": {"graceful_timeout": 15},
     "no-reserve": {"db_max_connections": 40, "db_reserved_connections": 0},
     # Behind PgBouncer the fleet may hold more connections than PostgreSQL allows: 480 > 90 here.
     "pgbouncer-fleet-beyond-postgres": {

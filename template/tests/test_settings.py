@@ -1,4 +1,7 @@
-"""Settings: read from the environment, DATABASE_URL normalised, the capacity plan derived."""
+"""Settings: read from the environment, DATABASE_URL normalised, the capacity plan derived,
+and every bad value refused in one line naming the variable, the value and what is accepted."""
+
+import shlex
 
 import pytest
 from pydantic import ValidationError
@@ -6,7 +9,14 @@ from pydantic import ValidationError
 from {{ cookiecutter.project_slug }} import defaults
 from {{ cookiecutter.project_slug }}.cpus import available_cpus
 from {{ cookiecutter.project_slug }}.db import DRIVER, DRIVERNAME, connect_args
-from {{ cookiecutter.project_slug }}.settings import Settings
+from {{ cookiecutter.project_slug }}.settings import (
+    BAD_SETTINGS,
+    PlanSettings,
+    Settings,
+    SettingsError,
+    load_settings,
+    settings_or_exit,
+)
 
 URL = "postgresql://app:secret@db.example:5432/app"
 
@@ -59,13 +69,17 @@ def test_database_url_gets_this_services_driver(url: str) -> None:
     assert settings.database_url == f"{DRIVERNAME}://app:secret@db.example:5432/app"
 
 
-def test_migrations_go_to_the_direct_url_when_there_is_one() -> None:
+def test_migrations_go_to_the_direct_url_when_there_is_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     plain = Settings(database_url=URL)
     assert plain.migration_database_url == f"{DRIVERNAME}://app:secret@db.example:5432/app"
     direct = Settings(database_url=URL, direct_database_url="postgres://app:secret@db:5432/app")
     assert direct.migration_database_url == f"{DRIVERNAME}://app:secret@db:5432/app"
-    with pytest.raises(ValidationError, match="DIRECT_DATABASE_URL has the scheme mysql://"):
-        Settings(database_url=URL, direct_database_url="mysql://app@db/app")
+    monkeypatch.setenv("DATABASE_URL", URL)
+    monkeypatch.setenv("DIRECT_DATABASE_URL", "mysql://app@db/app")
+    with pytest.raises(SettingsError, match="DIRECT_DATABASE_URL=mysql://app@db/app is not"):
+        load_settings(Settings)
 
 
 def test_password_is_masked_for_logs() -> None:
@@ -82,14 +96,15 @@ def test_password_is_masked_for_logs() -> None:
         "sqlite:///app.db",
     ],
 )
-def test_bad_database_url_is_refused_naming_it(url: str) -> None:
-    with pytest.raises(ValidationError, match="DATABASE_URL"):
-        Settings(database_url=url)
+def test_bad_database_url_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(SettingsError, match=r"^DATABASE_URL=.* is not accepted: "):
+        load_settings(Settings)
 
 
 def test_missing_database_url_is_refused_naming_it() -> None:
-    with pytest.raises(ValidationError, match="DATABASE_URL"):
-        Settings()
+    with pytest.raises(SettingsError, match=r"^DATABASE_URL is not set"):
+        load_settings(Settings)
 
 
 @pytest.mark.parametrize(
@@ -109,8 +124,8 @@ def test_out_of_range_values_are_refused_naming_the_variable(
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", URL)
     monkeypatch.setenv(field.upper(), str(value))
-    with pytest.raises(ValidationError, match=field.upper()):
-        Settings()
+    with pytest.raises(SettingsError, match=rf"^{field.upper()}={value} is not accepted"):
+        load_settings(Settings)
 
 
 def test_settings_that_do_not_fit_make_a_plan_that_says_so() -> None:
@@ -162,7 +177,7 @@ def test_auto_workers_follow_the_cpus_this_process_may_use(monkeypatch: pytest.M
 
 
 def test_a_statement_timeout_beyond_the_request_deadline_is_refused() -> None:
-    with pytest.raises(ValidationError, match=r"STATEMENT_TIMEOUT \(20\) must not exceed"):
+    with pytest.raises(ValidationError, match="STATEMENT_TIMEOUT=20 exceeds REQUEST_TIMEOUT=15"):
         Settings(database_url=URL, statement_timeout=20, request_timeout=15)
 
 
@@ -212,3 +227,147 @@ def test_behind_pgbouncer_connections_prepare_nothing_and_send_no_startup_settin
         assert len(names) == 3, "every prepared statement gets a name of its own"
     else:
         assert behind["prepare_threshold"] is None
+
+
+# Bad settings, one per variable Settings reads: (variable, value, what the line says is accepted).
+WHOLE = "a whole number"
+BAD_VALUES = [
+    ("DATABASE_URL", "mysql://app:secret@db/app", "its scheme is mysql://"),
+    ("DIRECT_DATABASE_URL", "not a url", "it is not a URL; use postgresql://user:password@host"),
+    ("WEB_CONCURRENCY", "lots", f"use {WHOLE} from 1 to 256, or auto"),
+    ("REPLICAS", "0", f"use {WHOLE} of at least 1"),
+    ("MAX_SURGE", "-1", f"use {WHOLE} of at least 0"),
+    ("DB_POOL_SIZE", "five", f"use {WHOLE} of at least 1"),
+    ("DB_MAX_OVERFLOW", "-1", f"use {WHOLE} of at least 0"),
+    ("DB_POOL_TIMEOUT", "0", "use a number above 0"),
+    ("DB_MAX_CONNECTIONS", "0", f"use {WHOLE} of at least 1"),
+    ("DB_RESERVED_CONNECTIONS", "1.5", f"use {WHOLE} of at least 0"),
+    ("PGBOUNCER", "maybe", "use true or false"),
+    ("PGBOUNCER_MAX_CLIENT_CONN", "0", f"use {WHOLE} of at least 1"),
+    ("PGBOUNCER_POOL_SIZE", "0", f"use {WHOLE} of at least 1"),
+    ("ADMISSION_QUEUE", "-1", f"use {WHOLE} of at least 0, or unset"),
+    ("SPARE_THREADS", "0", f"use {WHOLE} of at least 1"),
+    ("RETRY_AFTER", "-1", f"use {WHOLE} of at least 0"),
+    ("REQUEST_TIMEOUT", "0", "use a number above 0"),
+    ("STATEMENT_TIMEOUT", "soon", "use a number above 0"),
+    ("PORT", "70000", f"use {WHOLE} from 1 to 65535"),
+    ("GUNICORN_TIMEOUT", "0", f"use {WHOLE} of at least 1"),
+    ("GRACEFUL_TIMEOUT", "0", f"use {WHOLE} of at least 1"),
+    ("KEEPALIVE", "0", f"use {WHOLE} of at least 1"),
+    ("MAX_REQUESTS", "-1", f"use {WHOLE} of at least 0"),
+    ("MAX_REQUESTS_JITTER", "lots", f"use {WHOLE} of at least 0"),
+    ("LOG_LEVEL", "loud", "use one of debug, info, warning, error, critical"),
+    ("READINESS_TIMEOUT", "0", "use a number above 0"),
+    ("BENCH_ENDPOINTS", "perhaps", "use true or false"),
+]
+
+
+def test_every_variable_has_a_bad_value_below() -> None:
+    assert {variable for variable, _, _ in BAD_VALUES} == {
+        name.upper() for name in Settings.model_fields
+    }
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"), BAD_VALUES, ids=[variable for variable, _, _ in BAD_VALUES]
+)
+def test_a_bad_value_is_one_line_naming_the_variable_the_value_and_what_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, accepted: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings(Settings)
+    [line] = str(refused.value).splitlines()
+    shown = shlex.quote(value.replace(":secret@", ":***@"))  # as a shell would need it
+    assert line.startswith(f"{variable}={shown} is not accepted")
+    assert accepted in line
+
+
+def test_each_bad_variable_gets_its_own_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    monkeypatch.setenv("DB_POOL_SIZE", "0")
+    monkeypatch.setenv("PORT", "http")
+    with pytest.raises(SettingsError) as refused:
+        load_settings(Settings)
+    assert str(refused.value).splitlines() == [
+        "DB_POOL_SIZE=0 is not accepted; use a whole number of at least 1",
+        "PORT=http is not accepted; use a whole number from 1 to 65535",
+    ]
+
+
+def test_a_password_never_shows_in_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:s3cr3t word@db.example:port/app")
+    with pytest.raises(SettingsError) as refused:
+        load_settings(Settings)
+    assert "s3cr3t" not in str(refused.value)
+    assert str(refused.value).startswith("DATABASE_URL='postgresql://app:***@db.example:port/app'")
+
+
+def test_a_missing_database_url_says_what_to_set() -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(Settings)
+    assert str(refused.value) == (
+        "DATABASE_URL is not set; use postgresql://user:password@host:port/database"
+    )
+
+
+def test_the_plan_needs_no_database_url() -> None:
+    assert load_settings(PlanSettings).capacity_plan().fits
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "line"),
+    [
+        pytest.param(
+            {"GRACEFUL_TIMEOUT": "10"},
+            "GRACEFUL_TIMEOUT=10 is shorter than REQUEST_TIMEOUT=15: requests still running",
+            id="graceful-below-request",
+        ),
+        pytest.param(
+            {"REQUEST_TIMEOUT": str(defaults.GRACEFUL_TIMEOUT + 1)},
+            f"GRACEFUL_TIMEOUT={defaults.GRACEFUL_TIMEOUT} is shorter than"
+            f" REQUEST_TIMEOUT={defaults.GRACEFUL_TIMEOUT + 1}:",
+            id="request-beyond-graceful",
+        ),
+        pytest.param(
+            {"STATEMENT_TIMEOUT": "20"},
+            "STATEMENT_TIMEOUT=20 exceeds REQUEST_TIMEOUT=15: a query would run on",
+            id="statement-beyond-request",
+        ),
+    ],
+)
+def test_deadlines_that_do_not_nest_are_refused_naming_both(
+    monkeypatch: pytest.MonkeyPatch, timeouts: dict[str, str], line: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    for variable, value in timeouts.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings(Settings)
+    [message] = str(refused.value).splitlines()
+    assert message.startswith(line)
+
+
+def test_a_graceful_timeout_equal_to_the_request_deadline_is_enough() -> None:
+    settings = Settings(database_url=URL, graceful_timeout=15, request_timeout=15)
+    assert settings.graceful_timeout == 15
+
+
+def test_the_default_deadlines_nest() -> None:
+    settings = Settings(database_url=URL)
+    assert settings.statement_timeout <= settings.request_timeout <= settings.graceful_timeout
+
+
+def test_entry_points_exit_2_with_the_line_and_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    monkeypatch.setenv("WEB_CONCURRENCY", "lots")
+    with pytest.raises(SystemExit) as exited:
+        settings_or_exit(Settings)
+    assert exited.value.code == BAD_SETTINGS
+    assert capsys.readouterr().err.splitlines() == [
+        "WEB_CONCURRENCY=lots is not accepted; use a whole number from 1 to 256,"
+        " or auto (one per CPU this process may use)"
+    ]

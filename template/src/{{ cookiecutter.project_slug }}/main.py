@@ -12,18 +12,24 @@ from .api import bench, capacity, health, items
 from .errors import install_error_handlers
 from .lifespan import lifespan
 from .overload import RequestDeadline, install_overload_handlers
-from .settings import Settings
+from .settings import Settings, plan_or_exit, settings_or_exit
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; with no settings given they are read from the environment."""
+    """Build the app; with no settings given they are read from the environment.
+
+    Called so (by gunicorn in each worker, or `uvicorn --factory`), a bad setting or a plan
+    that does not fit ends the process with one line saying why, not a traceback.
+    """
     app = FastAPI(
         title={{ cookiecutter.project_name|tojson|replace('\\"', '\\u0022') }},
         summary={{ cookiecutter.description|tojson|replace('\\"', '\\u0022') }},
         version=metadata.version("{{ cookiecutter.project_slug }}"),
         lifespan=lifespan,
     )
-    settings = settings if settings is not None else Settings()
+    if settings is None:
+        settings = settings_or_exit(Settings)
+        plan_or_exit(settings)
     app.state.settings = settings
     app.add_middleware(RequestDeadline, seconds=settings.request_timeout)
     install_overload_handlers(app, retry_after=settings.retry_after)

@@ -5,13 +5,26 @@ errors name the variable. Defaults that were answers at generation (the connecti
 the port, the graceful timeout) come from defaults.py, which `copier update` regenerates;
 the other defaults are the same in every generated service.
 
-Settings check each value on its own; whether the values fit together is the capacity plan's
-question (capacity.py), asked by gunicorn.conf.py and by every worker as it starts.
+Settings check each value on its own, and the deadlines against each other; whether the
+connection numbers fit together is the capacity plan's question (capacity.py), asked by
+gunicorn.conf.py and by every worker as it starts.
+
+A bad value is reported by `load_settings()` as a SettingsError: one line per bad variable,
+naming it, the value given and what is accepted. Entry points (gunicorn.conf.py, `python -m`,
+the app factory, alembic) call `settings_or_exit()`, which prints those lines and exits with
+BAD_SETTINGS, without a traceback.
 """
 
-from typing import Literal, Self
+import re
+import shlex
+import sys
+from types import UnionType
+from typing import Literal, Self, TypeVar, Union, get_args, get_origin
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from annotated_types import Ge, Gt, Le
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -23,10 +36,19 @@ from .db import DRIVER, DRIVERNAME
 
 # Schemes that mean "PostgreSQL, driver not said": libpq's and Heroku-style URLs.
 PLAIN_SCHEMES = ("postgresql", "postgres")
+URL_FORM = "postgresql://user:password@host:port/database"
+
+# Exit statuses of the entry points: a setting is bad (2); the capacity plan does not fit (1).
+BAD_SETTINGS = 2
+PLAN_DOES_NOT_FIT = 1
 
 
-class Settings(BaseSettings):
-    """Validated settings; building one never connects to anything."""
+class PlanSettings(BaseSettings):
+    """Every setting but where the database is: enough for the capacity plan and gunicorn.
+
+    `python -m {{ cookiecutter.project_slug }}.capacity` plans from these, so it runs
+    without a DATABASE_URL. Building one never connects to anything.
+    """
 
     model_config = SettingsConfigDict(
         alias_generator=str.upper,  # so errors say DB_POOL_SIZE, as the operator wrote it
@@ -36,13 +58,6 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
     )
-
-    database_url: str = Field(
-        description="PostgreSQL URL; postgresql:// and postgres:// get this service's driver."
-    )
-    # PostgreSQL itself when DATABASE_URL goes through PgBouncer: migrations connect here, since
-    # they need a session of their own (and no statement_timeout). Unset: DATABASE_URL.
-    direct_database_url: str | None = None
 
     # The connection budget: every worker has its own pool, every instance its own workers.
     # WEB_CONCURRENCY=auto: one worker per CPU of the container's quota (see cpus.py).
@@ -110,37 +125,30 @@ class Settings(BaseSettings):
     def _lowercase_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("database_url", "direct_database_url")
-    @classmethod
-    def _use_our_driver(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """Accept plain PostgreSQL URLs and give them the driver this service is built on."""
-        if value is None:
-            return None
-        variable = (info.field_name or "database_url").upper()
-        try:
-            url = make_url(value)
-        except (ArgumentError, ValueError) as error:
-            raise ValueError(
-                f"{variable} is not a valid URL; expected "
-                "postgresql://user:password@host:port/database"
-            ) from error
-        if url.drivername in PLAIN_SCHEMES:
-            url = url.set(drivername=DRIVERNAME)
-        if url.drivername != DRIVERNAME:
-            raise ValueError(
-                f"{variable} has the scheme {url.drivername}://, but this service talks to "
-                f"PostgreSQL through {DRIVERNAME}; use postgresql://user:password@host/database"
-            )
-        return url.render_as_string(hide_password=False)
-
     @model_validator(mode="after")
     def _deadlines_nest(self) -> Self:
         """A query must give up before the request waiting for it does; otherwise the client
         gets its 504 while the query holds its connection on."""
         if self.statement_timeout > self.request_timeout:
             raise ValueError(
-                f"STATEMENT_TIMEOUT ({self.statement_timeout:g}) must not exceed"
-                f" REQUEST_TIMEOUT ({self.request_timeout:g})"
+                f"STATEMENT_TIMEOUT={self.statement_timeout:g} exceeds"
+                f" REQUEST_TIMEOUT={self.request_timeout:g}: a query would run on after its"
+                " request was answered 504; use a STATEMENT_TIMEOUT of at most"
+                f" {self.request_timeout:g}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _requests_finish_within_the_graceful_timeout(self) -> Self:
+        """A stopping worker kills what still runs at its graceful timeout: a request admitted
+        just before SIGTERM must reach its own deadline (an answer, or 504) by then."""
+        if self.graceful_timeout < self.request_timeout:
+            raise ValueError(
+                f"GRACEFUL_TIMEOUT={self.graceful_timeout} is shorter than"
+                f" REQUEST_TIMEOUT={self.request_timeout:g}: requests still running when a"
+                " stopping worker's graceful timeout ends would be cut off with no answer; use a"
+                f" GRACEFUL_TIMEOUT of at least {self.request_timeout:g}, or a shorter"
+                " REQUEST_TIMEOUT"
             )
         return self
 
@@ -184,6 +192,36 @@ class Settings(BaseSettings):
             ),
         ]
 
+
+class Settings(PlanSettings):
+    """All the settings of the service: the plan's, and where the database is."""
+
+    database_url: str = Field(
+        description="PostgreSQL URL; postgresql:// and postgres:// get this service's driver."
+    )
+    # PostgreSQL itself when DATABASE_URL goes through PgBouncer: migrations connect here, since
+    # they need a session of their own (and no statement_timeout). Unset: DATABASE_URL.
+    direct_database_url: str | None = None
+
+    @field_validator("database_url", "direct_database_url")
+    @classmethod
+    def _use_our_driver(cls, value: str | None) -> str | None:
+        """Accept plain PostgreSQL URLs and give them the driver this service is built on."""
+        if value is None:
+            return None
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError) as error:
+            raise ValueError(f"it is not a URL; use {URL_FORM}") from error
+        if url.drivername in PLAIN_SCHEMES:
+            url = url.set(drivername=DRIVERNAME)
+        if url.drivername != DRIVERNAME:
+            raise ValueError(
+                f"its scheme is {url.drivername}://, but this service talks to PostgreSQL"
+                f" through {DRIVERNAME}; use {URL_FORM}"
+            )
+        return url.render_as_string(hide_password=False)
+
     @property
     def migration_database_url(self) -> str:
         """Where migrations connect: PostgreSQL itself (DIRECT_DATABASE_URL), else DATABASE_URL."""
@@ -193,3 +231,107 @@ class Settings(BaseSettings):
     def safe_database_url(self) -> str:
         """DATABASE_URL with the password masked, for logs."""
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+# Loading settings for an entry point: what is wrong, in words an operator acts on.
+
+AnySettings = TypeVar("AnySettings", bound=PlanSettings)
+
+# Accepted besides what the field's type says.
+ALSO_ACCEPTED = {"web_concurrency": "auto (one per CPU this process may use)"}
+# A password in a URL, which a message must never show.
+PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@]*@")
+
+
+class SettingsError(ValueError):
+    """Settings the service cannot run with: one line per bad variable, no traceback needed."""
+
+
+def load_settings(kind: type[AnySettings]) -> AnySettings:
+    """Settings of `kind` from the environment, or a SettingsError saying why not."""
+    try:
+        return kind()
+    except ValidationError as error:
+        raise SettingsError(
+            "\n".join(describe_error(kind, detail) for detail in error.errors())
+        ) from None
+
+
+def settings_or_exit(kind: type[AnySettings]) -> AnySettings:
+    """For entry points: the settings, or their SettingsError on stderr and exit BAD_SETTINGS."""
+    try:
+        return load_settings(kind)
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(BAD_SETTINGS) from None
+
+
+def plan_or_exit(settings: PlanSettings) -> None:
+    """For entry points that serve: exit PLAN_DOES_NOT_FIT, with the numbers, if it does not fit."""
+    if problems := settings.plan_problems():
+        print("capacity plan does not fit: " + "; ".join(problems), file=sys.stderr)
+        raise SystemExit(PLAN_DOES_NOT_FIT)
+
+
+def describe_error(kind: type[PlanSettings], detail: ErrorDetails) -> str:
+    """One of pydantic's errors as one line: the variable, the value, what is accepted."""
+    message = detail["msg"].removeprefix("Value error, ")
+    if not detail["loc"]:  # a rule across variables: its message names them and their values
+        return message
+    field_name = _field_name(kind, str(detail["loc"][0]))
+    variable = field_name.upper()
+    if detail["type"] == "missing":
+        return f"{variable} is not set; use {accepted(kind, field_name)}"
+    value = shlex.quote(PASSWORD_IN_URL.sub(r"\1***@", str(detail["input"])))
+    if detail["type"] == "value_error":  # the service's own rule, which says what to use
+        return f"{variable}={value} is not accepted: {message}"
+    return f"{variable}={value} is not accepted; use {accepted(kind, field_name)}"
+
+
+def accepted(kind: type[PlanSettings], field_name: str) -> str:
+    """What a field accepts, from its type and bounds: "a whole number from 1 to 65535"."""
+    field = kind.model_fields[field_name]
+    choices = [_accepted_by_type(field), *filter(None, [ALSO_ACCEPTED.get(field_name)])]
+    if _is_optional(field.annotation):
+        choices.append("unset")
+    return ", or ".join(choices)
+
+
+def _accepted_by_type(field: FieldInfo) -> str:
+    annotation = _without_none(field.annotation)
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in get_args(annotation))
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return "a whole number" + _bounds(field)
+    if annotation is float:
+        return "a number" + _bounds(field)
+    return URL_FORM  # the only text settings are the database URLs
+
+
+def _bounds(field: FieldInfo) -> str:
+    """The bounds these settings use: at least, from .. to, above."""
+    at_least = next((bound.ge for bound in field.metadata if isinstance(bound, Ge)), None)
+    at_most = next((bound.le for bound in field.metadata if isinstance(bound, Le)), None)
+    above = next((bound.gt for bound in field.metadata if isinstance(bound, Gt)), None)
+    if at_least is not None:
+        return f" of at least {at_least}" if at_most is None else f" from {at_least} to {at_most}"
+    return "" if above is None else f" above {above}"
+
+
+def _field_name(kind: type[PlanSettings], location: str) -> str:
+    """The field an error is about, whether it came by variable name (DB_POOL_SIZE) or not."""
+    if location in kind.model_fields:
+        return location
+    aliases = {field.alias: name for name, field in kind.model_fields.items()}
+    return aliases.get(location, location.lower())
+
+
+def _without_none(annotation: object) -> object:
+    arguments = [argument for argument in get_args(annotation) if argument is not type(None)]
+    return arguments[0] if _is_optional(annotation) else annotation
+
+
+def _is_optional(annotation: object) -> bool:
+    return get_origin(annotation) in (Union, UnionType) and type(None) in get_args(annotation)
