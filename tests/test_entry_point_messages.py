@@ -61,6 +61,7 @@ BAD_SETTINGS = {
         {"PGBOUNCER_MAX_CLIENT_CONN": "0"}, f"PGBOUNCER_MAX_CLIENT_CONN=0 {WHOLE} of at least 1"
     ),
     "PGBOUNCER_POOL_SIZE-0": Bad({"PGBOUNCER_POOL_SIZE": "0"}, f"PGBOUNCER_POOL_SIZE=0 {WHOLE} of at least 1"),
+    "QUEUE_BUDGET_MS-0": Bad({"QUEUE_BUDGET_MS": "0"}, f"QUEUE_BUDGET_MS=0 {WHOLE} from 1 to 60000"),
     "ADMISSION_QUEUE-empty": Bad({"ADMISSION_QUEUE": ""}, f"ADMISSION_QUEUE='' {WHOLE} of at least 0, or unset"),
     "SPARE_THREADS-0": Bad({"SPARE_THREADS": "0"}, f"SPARE_THREADS=0 {WHOLE} of at least 1"),
     "RETRY_AFTER-negative": Bad({"RETRY_AFTER": "-1"}, f"RETRY_AFTER=-1 {WHOLE} of at least 0"),
