@@ -153,3 +153,30 @@ def test_the_generated_code_is_ruff_clean(rendered: dict[str, Generated]) -> Non
 
 def rendered_answers(root: Path) -> dict[str, str]:
     return yaml.safe_load((root / ".copier-answers.yml").read_text())
+
+
+# Text answers that have broken one tool or the other: beyond the Basic Multilingual Plane (an
+# escaped surrogate pair), combining marks, quotes, backslashes and escapes, YAML's own syntax,
+# HTML's and TOML's special characters.
+TRICKY_TEXTS = {
+    "emoji": "Rocket 🚀 service",
+    "combining-marks": "Cafe\u0301 na\u0308ive",
+    "quotes": 'It\'s "quoted"',
+    "backslashes": "back\\slash \\n \\u0041 \\",
+    "yaml-syntax": "key: value # not a comment --- - [a] {b} &c *d !e |",
+    "markup": "<b>&amp;</b> 100% $HOME `cmd`",
+    "right-to-left": "שירות \u200f",
+}
+
+
+@pytest.mark.parametrize("text", TRICKY_TEXTS.values(), ids=TRICKY_TEXTS.keys())
+def test_text_answers_render_the_same_under_both_tools(text: str, tmp_path: Path) -> None:
+    answers = {"project_name": text, "project_slug": "tricky", "description": text}
+    results = {tool: generate(tool, answers, tmp_path / tool) for tool in TOOLS}
+    for result in results.values():
+        assert result.ok, f"{result.tool} refused {text!r}: {result.error}"
+    by_copier = tree(project(results, "copier"))
+    by_cookiecutter = tree(project(results, "cookiecutter"))
+    assert yaml.safe_load(by_copier.pop(".copier-answers.yml"))["description"] == text
+    assert by_copier == by_cookiecutter
+    assert text.encode() in by_copier["README.md"]
