@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -166,12 +168,13 @@ TRICKY_TEXTS = {
     "yaml-syntax": "key: value # not a comment --- - [a] {b} &c *d !e |",
     "markup": "<b>&amp;</b> 100% $HOME `cmd`",
     "right-to-left": "שירות \u200f",
+    "typography": "Caf\u00e9 \u2013 \u201cna\u00efve\u201d \u2019quotes\u2019\u2026",
 }
 
 
 @pytest.mark.parametrize("text", TRICKY_TEXTS.values(), ids=TRICKY_TEXTS.keys())
 def test_text_answers_render_the_same_under_both_tools(text: str, tmp_path: Path) -> None:
-    answers = {"project_name": text, "project_slug": "tricky", "description": text}
+    answers = {"project_name": text, "project_slug": "demo", "description": text}
     results = {tool: generate(tool, answers, tmp_path / tool) for tool in TOOLS}
     for result in results.values():
         assert result.ok, f"{result.tool} refused {text!r}: {result.error}"
@@ -180,3 +183,19 @@ def test_text_answers_render_the_same_under_both_tools(text: str, tmp_path: Path
     assert yaml.safe_load(by_copier.pop(".copier-answers.yml"))["description"] == text
     assert by_copier == by_cookiecutter
     assert text.encode() in by_copier["README.md"]
+    assert tomllib.loads(by_copier["pyproject.toml"].decode())["project"]["description"] == text
+    assert app_texts(by_copier["src/demo/main.py"].decode()) == {"title": text, "summary": text}
+    for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+        checked = subprocess.run(
+            [sys.executable, "-m", "ruff", *command], cwd=project(results), capture_output=True, text=True, check=False
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def app_texts(main_py: str) -> dict[str, str]:
+    """The texts the generated module gives FastAPI (its title and summary), as Python reads them."""
+    calls = [node for node in ast.walk(ast.parse(main_py)) if isinstance(node, ast.Call)]
+    app = next(call for call in calls if getattr(call.func, "id", None) == "FastAPI")
+    return {
+        keyword.arg: ast.literal_eval(keyword.value) for keyword in app.keywords if keyword.arg in {"title", "summary"}
+    }

@@ -17,8 +17,8 @@ from .settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; with no settings given they are read from the environment."""
     app = FastAPI(
-        title={{ cookiecutter.project_name|tojson|replace('\\"', '\\u0022') }},
-        summary={{ cookiecutter.description|tojson|replace('\\"', '\\u0022') }},
+        title="{{ cookiecutter.project_name|replace('\\', '\\\\')|replace('"', '\\u0022') }}",
+        summary="{{ cookiecutter.description|replace('\\', '\\\\')|replace('"', '\\u0022') }}",
         version=metadata.version("{{ cookiecutter.project_slug }}"),
         lifespan=lifespan,
     )
