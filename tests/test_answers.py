@@ -26,10 +26,19 @@ class Refusal:
     answers: dict[str, object]
     # Every fragment must appear in the output of both tools.
     says: tuple[str, ...]
+    # cookiecutter's command line prints a refusal by copier.yml's rules as one line. A choice
+    # or yes/no answer it refuses itself, and a refusal by its pre_gen_project hook, come
+    # with its traceback (as every refusal does from copier's command line).
+    cookiecutter_traceback: bool = False
 
 
 REFUSED: dict[str, Refusal] = {
     "empty-project-name": Refusal({"project_name": "  "}, ("project_name: must not be empty",)),
+    "no-project-name": Refusal({"project_name": ""}, ("project_name: must not be empty",)),
+    "slug-is-current-folder": Refusal({"project_slug": "."}, ('project_slug: "." is not a valid package name',)),
+    "slug-is-parent-folder": Refusal({"project_slug": ".."}, ('project_slug: ".." is not a valid package name',)),
+    "slug-is-absolute-path": Refusal({"project_slug": "/tmp"}, ('project_slug: "/tmp" is not a valid package name',)),
+    "slug-is-empty": Refusal({"project_slug": ""}, ('project_slug: "" is not a valid package name',)),
     "slug-with-capitals": Refusal(
         {"project_slug": "MyService"},
         ('project_slug: "MyService" is not a valid package name; use lowercase letters, digits and underscores',),
@@ -37,14 +46,55 @@ REFUSED: dict[str, Refusal] = {
     "slug-starting-with-digit": Refusal({"project_slug": "1service"}, ('project_slug: "1service" is not a valid',)),
     "slug-with-dash": Refusal({"project_slug": "my-service"}, ('project_slug: "my-service" is not a valid',)),
     "slug-is-keyword": Refusal({"project_slug": "class"}, ('project_slug: "class" is reserved',)),
-    "unknown-python": Refusal({"python_version": "3.9"}, ("python_version", "3.9", "3.11", "3.12", "3.13")),
-    "unknown-driver": Refusal({"db_driver": "trio"}, ("db_driver", "trio", "async", "sync")),
+    "unknown-python": Refusal(
+        {"python_version": "3.9"}, ("python_version", "3.9", "3.11", "3.12", "3.13"), cookiecutter_traceback=True
+    ),
+    "unknown-driver": Refusal(
+        {"db_driver": "trio"}, ("db_driver", "trio", "async", "sync"), cookiecutter_traceback=True
+    ),
     "unknown-target": Refusal(
-        {"deployment_target": "nomad"}, ("deployment_target", "nomad", "docker-compose", "kubernetes", "systemd")
+        {"deployment_target": "nomad"},
+        ("deployment_target", "nomad", "docker-compose", "kubernetes", "systemd"),
+        cookiecutter_traceback=True,
     ),
     "workers-zero": Refusal({"workers": 0}, ("workers: 0 is not accepted; use a whole number from 1 to 256",)),
     "workers-not-a-number": Refusal({"workers": "many"}, ("workers: many is not accepted; use a whole number",)),
     "workers-fraction": Refusal({"workers": 2.5}, ("workers: 2.5 is not accepted; use a whole number",)),
+    "workers-decimal": Refusal({"workers": "2.0"}, ("workers: 2.0 is not accepted; use a whole number",)),
+    "workers-exponent": Refusal({"workers": "1e3"}, ("workers: 1e3 is not accepted; use a whole number",)),
+    "workers-boolean": Refusal({"workers": "true"}, ("workers: True is not accepted; use a whole number",)),
+    # Both tools read numbers as YAML, where 0x10 is 16: accepted as a number, refused by the budget.
+    "workers-hexadecimal-is-sixteen": Refusal({"workers": "0x10"}, ("(1 + 1) x 16 x (10 + 0) = 320 connections",)),
+    # copier's own bool cast takes any text as true; cookiecutter takes only its yes/no words.
+    "pgbouncer-maybe": Refusal({"pgbouncer": "maybe"}, ("pgbouncer", "maybe"), cookiecutter_traceback=True),
+    "pgbouncer-two": Refusal({"pgbouncer": "2"}, ("pgbouncer", "2"), cookiecutter_traceback=True),
+    "pgbouncer-empty": Refusal({"pgbouncer": ""}, ("pgbouncer",), cookiecutter_traceback=True),
+    "driver-wrong-case": Refusal(
+        {"db_driver": "ASYNC"}, ("db_driver", "ASYNC", "async", "sync"), cookiecutter_traceback=True
+    ),
+    "target-wrong-case": Refusal(
+        {"deployment_target": "Kubernetes"}, ("deployment_target", "Kubernetes"), cookiecutter_traceback=True
+    ),
+    "python-as-number": Refusal(
+        {"python_version": "3.1"}, ("python_version", "3.1", "3.12"), cookiecutter_traceback=True
+    ),
+    # cookiecutter renders text given on its command line as Jinja; copier takes it as typed.
+    "name-with-template-markers": Refusal(
+        {"project_name": "{{ 7*7 }}", "project_slug": "calc"},
+        ('project_name: "{{ 7*7 }}" contains "{{", "{%" or "{#", which cookiecutter would render as a template',),
+        cookiecutter_traceback=True,
+    ),
+    "description-with-template-block": Refusal(
+        {"description": "{% if true %}yes{% endif %}"},
+        ('description: "{% if true %}yes{% endif %}" contains "{{", "{%" or "{#"',),
+        cookiecutter_traceback=True,
+    ),
+    "description-with-tab": Refusal(
+        {"description": "one\ttwo"}, ("description: must be one line of text, without newlines, tabs",)
+    ),
+    "name-with-newline": Refusal(
+        {"project_name": "one\ntwo", "project_slug": "one"}, ("project_name: must be one line of text",)
+    ),
     "pool-size-zero": Refusal({"pool_size": 0}, ("pool_size: 0 is not accepted; use a whole number from 1 to 1000",)),
     "max-overflow-negative": Refusal(
         {"max_overflow": -1}, ("max_overflow: -1 is not accepted; use a whole number from 0 to 1000",)
@@ -141,6 +191,12 @@ ACCEPTED: dict[str, dict[str, object]] = {
     },
     # Without PgBouncer, its numbers play no part in the budget.
     "pgbouncer-numbers-unused-without-it": {"pgbouncer": False, "pgbouncer_pool_size": 500},
+    # Every yes/no word cookiecutter takes, in any case and with spaces around, copier takes alike.
+    **{
+        f"pgbouncer-{word.strip()}": {"pgbouncer": word}
+        for word in ("yes", "No", " TRUE ", "f", "on", "OFF", "1", "0", "y")
+    },
+    "workers-with-spaces": {"workers": " 3 "},
     "reserve-one-below-max": {
         "replicas": 1,
         "max_surge": 0,
@@ -152,8 +208,10 @@ ACCEPTED: dict[str, dict[str, object]] = {
 }
 
 
-def run_cli(tool: str, answers: dict[str, object], workdir: Path) -> subprocess.CompletedProcess[str]:
-    workdir.mkdir(parents=True)
+def run_cli(
+    tool: str, answers: dict[str, object], workdir: Path, *, exist_ok: bool = False
+) -> subprocess.CompletedProcess[str]:
+    workdir.mkdir(parents=True, exist_ok=exist_ok)
     if tool == "copier":
         data = [arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")]
         command = ["-m", "copier", "copy", "--defaults", *data, str(template_source()), "project"]
@@ -182,6 +240,33 @@ def test_refused_answers_fail_with_a_clear_message_and_leave_nothing(case: Refus
     for fragment in case.says:
         assert fragment in output
     assert generated_files(tmp_path / "run") == []
+    if tool == "cookiecutter" and not case.cookiecutter_traceback:
+        assert "Traceback" not in output, output
+
+
+# Answers that name the project folder, or leave its name empty: cookiecutter makes that folder
+# before its pre_gen_project hook runs, so these are refused before it, even where it exists.
+FOLDER_NAMING = [
+    "no-project-name",
+    "empty-project-name",
+    "slug-is-current-folder",
+    "slug-is-parent-folder",
+    "slug-is-empty",
+]
+
+
+@pytest.mark.parametrize("name", FOLDER_NAMING)
+def test_cookiecutter_refuses_a_degenerate_folder_name_in_an_existing_output_folder(name: str, tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    (workdir / "output" / "my_service").mkdir(parents=True)
+    (workdir / "output" / "kept.txt").write_text("the user's own file\n")
+    case = REFUSED[name]
+    result = run_cli("cookiecutter", case.answers, workdir, exist_ok=True)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert len(output.strip().splitlines()) == 1, output
+    assert output.startswith(f"ERROR: {case.says[0]}"), output
+    assert sorted(path.name for path in (workdir / "output").rglob("*")) == ["kept.txt", "my_service"]
 
 
 @pytest.mark.parametrize("tool", TOOLS)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -174,3 +176,47 @@ def test_the_generated_code_is_ruff_clean(rendered: dict[str, Generated]) -> Non
 
 def rendered_answers(root: Path) -> dict[str, str]:
     return yaml.safe_load((root / ".copier-answers.yml").read_text())
+
+
+# Text answers that have broken one tool or the other: beyond the Basic Multilingual Plane (an
+# escaped surrogate pair), combining marks, quotes, backslashes and escapes, YAML's own syntax,
+# HTML's and TOML's special characters.
+TRICKY_TEXTS = {
+    "emoji": "Rocket 🚀 service",
+    "combining-marks": "Cafe\u0301 na\u0308ive",
+    "quotes": 'It\'s "quoted"',
+    "backslashes": "back\\slash \\n \\u0041 \\",
+    "yaml-syntax": "key: value # not a comment --- - [a] {b} &c *d !e |",
+    "markup": "<b>&amp;</b> 100% $HOME `cmd`",
+    "right-to-left": "שירות \u200f",
+    "typography": "Caf\u00e9 \u2013 \u201cna\u00efve\u201d \u2019quotes\u2019\u2026",
+}
+
+
+@pytest.mark.parametrize("text", TRICKY_TEXTS.values(), ids=TRICKY_TEXTS.keys())
+def test_text_answers_render_the_same_under_both_tools(text: str, tmp_path: Path) -> None:
+    answers = {"project_name": text, "project_slug": "demo", "description": text}
+    results = {tool: generate(tool, answers, tmp_path / tool) for tool in TOOLS}
+    for result in results.values():
+        assert result.ok, f"{result.tool} refused {text!r}: {result.error}"
+    by_copier = tree(project(results, "copier"))
+    by_cookiecutter = tree(project(results, "cookiecutter"))
+    assert yaml.safe_load(by_copier.pop(".copier-answers.yml"))["description"] == text
+    assert by_copier == by_cookiecutter
+    assert text.encode() in by_copier["README.md"]
+    assert tomllib.loads(by_copier["pyproject.toml"].decode())["project"]["description"] == text
+    assert app_texts(by_copier["src/demo/main.py"].decode()) == {"title": text, "summary": text}
+    for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+        checked = subprocess.run(
+            [sys.executable, "-m", "ruff", *command], cwd=project(results), capture_output=True, text=True, check=False
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def app_texts(main_py: str) -> dict[str, str]:
+    """The texts the generated module gives FastAPI (its title and summary), as Python reads them."""
+    calls = [node for node in ast.walk(ast.parse(main_py)) if isinstance(node, ast.Call)]
+    app = next(call for call in calls if getattr(call.func, "id", None) == "FastAPI")
+    return {
+        keyword.arg: ast.literal_eval(keyword.value) for keyword in app.keywords if keyword.arg in {"title", "summary"}
+    }

@@ -22,8 +22,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     that does not fit ends the process with one line saying why, not a traceback.
     """
     app = FastAPI(
-        title={{ cookiecutter.project_name|tojson|replace('\\"', '\\u0022') }},
-        summary={{ cookiecutter.description|tojson|replace('\\"', '\\u0022') }},
+        title="{{ cookiecutter.project_name|replace('\\', '\\\\')|replace('"', '\\u0022') }}",
+        summary="{{ cookiecutter.description|replace('\\', '\\\\')|replace('"', '\\u0022') }}",
         version=metadata.version("{{ cookiecutter.project_slug }}"),
         lifespan=lifespan,
     )
