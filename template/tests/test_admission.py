@@ -90,30 +90,23 @@ async def test_the_queue_cap_refuses_whatever_the_estimate() -> None:
     await asyncio.gather(*queued)
 
 
-async def test_first_in_first_out_until_the_oldest_has_waited_half_the_budget() -> None:
+async def test_the_longest_waiting_request_is_served_first() -> None:
     g = gate(permits=1, budget=1.0)
-    clock = g.clock
-    assert isinstance(clock, Clock)
     await g.acquire()
-    first = asyncio.ensure_future(g.acquire())
-    await settle()
-    second = asyncio.ensure_future(g.acquire())
+    waiters = []
+    for _ in range(3):
+        waiters.append(asyncio.ensure_future(g.acquire()))
+        await settle()
+    waiters[1].cancel()  # one leaves the queue; the others keep their places
     await settle()
     g.release(0.0)
     await settle()
-    assert first.done(), "a young queue is served in order"
-    assert not second.done()
-
-    third = asyncio.ensure_future(g.acquire())
-    await settle()
-    clock.now += 0.6  # the oldest waiter (second) has now waited more than half the budget
+    assert waiters[0].done()
+    assert not waiters[2].done()
     g.release(0.0)
     await settle()
-    assert third.done(), "a standing queue serves its newest first"
-    assert not second.done()
-    g.release(0.0)
-    await settle()
-    assert second.done()
+    assert waiters[2].done()
+    assert waiters[2].exception() is None
 
 
 async def test_a_request_cancelled_while_waiting_leaves_the_queue() -> None:

@@ -65,7 +65,7 @@ class PlanInputs:
     max_overflow: int
     db_max_connections: int
     db_reserved_connections: int
-    queue_budget_ms: int = 250
+    queue_budget_ms: int = 500
     admission_queue: int | None = None
     spare_threads: int = 8
     # PgBouncer between the service and PostgreSQL (transaction pooling). The numbers default

@@ -78,8 +78,11 @@ class PlanSettings(BaseSettings):
     pgbouncer_pool_size: int = Field(default=defaults.PGBOUNCER_POOL_SIZE, ge=1)
 
     # Admission (admission.py): a database request waits at most QUEUE_BUDGET_MS for a
-    # connection, and queues only while it can expect one within it; else 503 at once.
-    queue_budget_ms: int = Field(default=250, ge=1, le=60_000)
+    # connection, and queues only while it can expect one within it; else 503 at once. Half a
+    # second: 64 keep-alive clients on one 2-core machine queued 60 ms on average and up to
+    # about 250 ms at the tail, which is load to serve, not to refuse; an overloaded worker's
+    # admitted requests still wait no longer than this.
+    queue_budget_ms: int = Field(default=500, ge=1, le=60_000)
     # The most database requests a worker lets queue, whatever their expected wait: a memory
     # bound. Unset: 8 per connection (see capacity.py).
     admission_queue: int | None = Field(default=None, ge=0)

@@ -33,6 +33,7 @@ class Admission(BaseModel):
     mean_hold_ms: float  # how long an admitted request holds its connection, on average
     admitted: int
     refused: int
+    refused_because: dict[str, int]  # expected wait over the budget, queue full, waited the budget
 
 
 class WorkerCapacity(BaseModel):
@@ -67,6 +68,11 @@ def worker_capacity(request: Request) -> WorkerCapacity:
             mean_hold_ms=gate.mean_hold * 1000,
             admitted=gate.stats.admitted_at_once + gate.stats.admitted_after_waiting,
             refused=gate.stats.refused,
+            refused_because={
+                "expected_wait": gate.stats.refused_expected_wait,
+                "queue_full": gate.stats.refused_queue_full,
+                "waited_budget": gate.stats.refused_waited_budget,
+            },
         ),
         threads=Usage(limit=int(threads.total_tokens), in_use=int(threads.borrowed_tokens)),
         connections_per_worker=plan.connections_per_worker,
