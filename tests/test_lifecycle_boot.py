@@ -156,6 +156,25 @@ def test_recycling_under_a_refusal_storm_keeps_the_instance_answering(
     assert recycled >= 1, f"no recycle:\n{server.output()}"
 
 
+def test_refusals_do_not_count_toward_max_requests(project: Project, database: Database, item_path: str) -> None:
+    """Hundreds of 503s and fewer successful answers than MAX_REQUESTS: no recycle."""
+    tally = Tally()
+
+    def storm(client: httpx.Client, stop: threading.Event) -> None:
+        while not stop.is_set():
+            tally.send(client, item_path)
+
+    with gunicorn(project, database.url, workers=1, MAX_REQUESTS="30", MAX_REQUESTS_JITTER="0") as server:
+        with items_locked(database.url, seconds=4), clients(16, storm, server.url):
+            time.sleep(3)
+        recycled = workers_booted(server) - 1
+
+    assert tally.lost == [], tally.lost[:5]
+    assert tally.statuses[503] >= 100, tally.statuses
+    assert tally.statuses[200] < 30, tally.statuses
+    assert recycled == 0, f"{recycled} recycles for {tally.statuses[200]} answers"
+
+
 # Stopping
 
 
