@@ -6,6 +6,7 @@ value stops the master before any worker starts.
 """
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -31,7 +32,9 @@ workers = _settings.web_concurrency
 bind = f"0.0.0.0:{_settings.port}"
 
 timeout = _settings.gunicorn_timeout
-graceful_timeout = _settings.graceful_timeout
+# gunicorn's clock starts at SIGTERM: the drain comes first, and then GRACEFUL_TIMEOUT is still
+# whole for the requests in flight.
+graceful_timeout = _settings.graceful_timeout + math.ceil(_settings.drain_seconds)
 keepalive = _settings.keepalive
 max_requests = _settings.max_requests
 max_requests_jitter = _settings.recycle_jitter

@@ -167,6 +167,8 @@ class ServiceServer(Server):
     def _replaced(self) -> bool:
         """Ask for a replacement once; True when it accepts (or has not within the timeout)."""
         pid = os.getpid()
+        if handover.folder is None:  # run without gunicorn.conf.py's hooks: no one to ask
+            return True
         if self.retiring_since is None:
             logger.info(
                 "worker %d served %d requests (MAX_REQUESTS): starting its replacement",
