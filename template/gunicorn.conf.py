@@ -6,6 +6,7 @@ value stops the master before any worker starts.
 """
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
 from {{ cookiecutter.project_slug }}.settings import Settings, plan_or_exit, settings_or_exit
+from {{ cookiecutter.project_slug }}.worker import handover
 
 # A bad setting stops gunicorn here (exit 2, one line naming the variable), and so does a plan
 # that does not fit (exit 1, with the numbers), before any worker starts or connects. Every
@@ -23,15 +25,19 @@ plan_or_exit(_settings)
 # Each worker imports the app and calls the factory itself, after the fork: no preload_app,
 # so no connection pool or socket is ever shared between processes.
 wsgi_app = "{{ cookiecutter.project_slug }}.main:create_app()"
-worker_class = "uvicorn_worker.UvicornWorker"
+# uvicorn-worker's UvicornWorker, with a shutdown that answers every request a client has sent
+# and recycling that starts the replacement first (see worker.py).
+worker_class = "{{ cookiecutter.project_slug }}.worker.ServiceWorker"
 workers = _settings.web_concurrency
 bind = f"0.0.0.0:{_settings.port}"
 
 timeout = _settings.gunicorn_timeout
-graceful_timeout = _settings.graceful_timeout
+# gunicorn's clock starts at SIGTERM: the drain comes first, and then GRACEFUL_TIMEOUT is still
+# whole for the requests in flight.
+graceful_timeout = _settings.graceful_timeout + math.ceil(_settings.drain_seconds)
 keepalive = _settings.keepalive
 max_requests = _settings.max_requests
-max_requests_jitter = _settings.max_requests_jitter
+max_requests_jitter = _settings.recycle_jitter
 
 # Workers touch a heartbeat file every few seconds; on a disk-backed /tmp (as in many
 # containers) that can stall under I/O pressure and get healthy workers killed.
@@ -47,13 +53,28 @@ accesslog = "-"
 errorlog = "-"
 
 
+def on_starting(server: Arbiter) -> None:
+    """Before the first fork: the folder where workers say they are ready or retiring."""
+    handover.open(server.cfg.worker_tmp_dir)
+
+
+def child_exit(server: Arbiter, worker: Worker) -> None:
+    """A worker that retired (MAX_REQUESTS) gives back the extra slot its replacement took."""
+    handover.worker_exited(server, worker.pid)
+
+
+def on_exit(server: Arbiter) -> None:
+    handover.close()
+
+
 def when_ready(server: Arbiter) -> None:
     """Log the values in force once, so an operator can see what the environment resolved to."""
     s = _settings
     server.log.info(
         f"{wsgi_app} on {bind}: {workers} workers, timeout {timeout}s,"
         f" graceful_timeout {graceful_timeout}s, keepalive {keepalive}s,"
-        f" max_requests {max_requests} (+0..{max_requests_jitter})"
+        f" max_requests {max_requests} (+0..{max_requests_jitter}),"
+        f" drain {_settings.drain_seconds:g}s"
     )
     server.log.info(
         f"workers: {workers} (WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', 'unset')});"

@@ -105,9 +105,17 @@ class PlanSettings(BaseSettings):
     # Seconds an idle keep-alive connection stays open; above the load balancer's would let it
     # reuse a connection the worker is closing.
     keepalive: int = Field(default=5, ge=1)
-    # Recycle workers now and then (jittered so they do not all restart at once).
-    max_requests: int = Field(default=10_000, ge=0)
-    max_requests_jitter: int = Field(default=1_000, ge=0)
+    # Seconds a worker goes on serving after SIGTERM, with /readyz answering 503, so a load
+    # balancer that watches /readyz stops sending before the socket closes (see worker.py).
+    # Kubernetes' preStop sleep does this before SIGTERM: 0 there.
+    drain_seconds: float = Field(default=0, ge=0, le=60)
+    # Recycling: a worker that has served MAX_REQUESTS requests (refusals do not count) is
+    # replaced, after its replacement accepts connections (worker.py). Off (0) by default:
+    # recycling costs a process start and a pool warm-up each time, and a leak is better caught
+    # by the container's memory limit, which restarts the instance and says why. Jitter, so
+    # that workers do not all retire at once; unset: a tenth of MAX_REQUESTS.
+    max_requests: int = Field(default=0, ge=0)
+    max_requests_jitter: int | None = Field(default=None, ge=0)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
     # /readyz answers 503 when the database does not answer within this many seconds.
@@ -224,6 +232,13 @@ class Settings(PlanSettings):
                 f" through {DRIVERNAME}; use {URL_FORM}"
             )
         return url.render_as_string(hide_password=False)
+
+    @property
+    def recycle_jitter(self) -> int:
+        """MAX_REQUESTS_JITTER, or a tenth of MAX_REQUESTS when it is unset."""
+        if self.max_requests_jitter is not None:
+            return self.max_requests_jitter
+        return self.max_requests // 10
 
     @property
     def migration_database_url(self) -> str:

@@ -4,6 +4,8 @@ Both handlers are `async def` in every variant, so they run on the event loop. /
 waits for a thread or a connection and answers even when the worker is saturated. /readyz
 needs a pooled connection (and in the sync variant a thread for the query); if it cannot get
 them within READINESS_TIMEOUT, the worker is too busy or the database is gone: 503 either way.
+While the worker drains before it stops (DRAIN_SECONDS, see worker.py), /readyz answers 503 at
+once, so a load balancer stops sending it new requests, which it still serves meanwhile.
 """
 
 import logging
@@ -40,6 +42,9 @@ async def healthz() -> Health:
 )
 async def readyz(request: Request, response: Response) -> Health:
     """Readiness: the database answers `SELECT 1` within READINESS_TIMEOUT, or 503."""
+    if getattr(request.app.state, "draining", False):  # set by the worker on SIGTERM
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Health(status="unavailable")
     settings: Settings = request.app.state.settings
     try:
         with anyio.fail_after(settings.readiness_timeout):
