@@ -125,6 +125,40 @@ def migrated_database(project: Project, postgres: Any, name: str) -> Database:
     return database
 
 
+# application_name of the connection that holds the lock of items_locked()
+LOCKER = "headroom-test-locker"
+
+
+@contextmanager
+def items_locked(database_url: str, seconds: float) -> Iterator[None]:
+    """Hold an ACCESS EXCLUSIVE lock on items for `seconds` (in a thread), from entering the block."""
+    taken = threading.Event()
+
+    def hold() -> None:
+        with psycopg.connect(database_url, application_name=LOCKER) as connection:
+            connection.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+            taken.set()
+            time.sleep(seconds)
+        # leaving the block commits, which releases the lock
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert taken.wait(10), "could not lock the items table"
+    try:
+        yield
+    finally:
+        holder.join()
+
+
+def item_paths(database: Database, names: list[str]) -> list[str]:
+    """Items inserted straight into the database, and the paths the service serves them at."""
+    with psycopg.connect(database.url) as connection:
+        rows = connection.execute(
+            "INSERT INTO items (name) SELECT unnest(%s::text[]) RETURNING id", (names,)
+        ).fetchall()
+    return [f"/items/{item_id}" for (item_id,) in rows]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

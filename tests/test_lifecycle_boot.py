@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.services import Database, Gunicorn, Project, gunicorn
-from tests.test_overload_boot import items_locked
+from tests.services import Database, Gunicorn, Project, gunicorn, item_paths, items_locked
 
 pytestmark = pytest.mark.boot
 
@@ -88,11 +87,9 @@ def workers_booted(server: Gunicorn) -> int:
 
 
 @pytest.fixture(scope="module")
-def item_path(project: Project, database: Database) -> str:
-    with gunicorn(project, database.url, workers=1) as server:
-        created = httpx.post(f"{server.url}/items", json={"name": "lifecycle"}, timeout=30)
-    assert created.status_code == 201, created.text
-    return f"/items/{created.json()['id']}"
+def item_path(database: Database) -> str:
+    [path] = item_paths(database, ["lifecycle"])
+    return path
 
 
 # Recycling

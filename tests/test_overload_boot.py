@@ -17,13 +17,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from tests.generation import template_module
@@ -38,6 +36,8 @@ from tests.services import (
     Project,
     free_port,
     gunicorn,
+    item_paths,
+    items_locked,
     run,
     service_env,
 )
@@ -46,7 +46,6 @@ pytestmark = pytest.mark.boot
 
 capacity = template_module("src/{{ cookiecutter.project_slug }}/capacity.py")
 LOCK_SECONDS = 3.0
-LOCKER = "headroom-test-locker"  # application_name of the connection that holds the lock
 
 
 def plan_for(driver: str) -> Any:
@@ -62,27 +61,6 @@ def plan_for(driver: str) -> Any:
             db_reserved_connections=10,
         )
     )
-
-
-@contextmanager
-def items_locked(database_url: str, seconds: float = LOCK_SECONDS) -> Iterator[None]:
-    """Hold an ACCESS EXCLUSIVE lock on items for `seconds` (in a thread), from entering the block."""
-    taken = threading.Event()
-
-    def hold() -> None:
-        with psycopg.connect(database_url, application_name=LOCKER) as connection:
-            connection.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
-            taken.set()
-            time.sleep(seconds)
-        # leaving the block commits, which releases the lock
-
-    holder = threading.Thread(target=hold, daemon=True)
-    holder.start()
-    assert taken.wait(10), "could not lock the items table"
-    try:
-        yield
-    finally:
-        holder.join()
 
 
 @dataclass(frozen=True)
@@ -109,11 +87,9 @@ def concurrently(url: str, path: str, count: int) -> list[Answer]:
 
 
 @pytest.fixture(scope="module")
-def item_path(project: Project, database: Database) -> str:
-    with gunicorn(project, database.url, workers=1) as server:
-        created = httpx.post(f"{server.url}/items", json={"name": "contended"}, timeout=30)
-    assert created.status_code == 201, created.text
-    return f"/items/{created.json()['id']}"
+def item_path(database: Database) -> str:
+    [path] = item_paths(database, ["contended"])
+    return path
 
 
 def attempt(command: list[str], project: Project, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -223,15 +199,12 @@ DEFAULT_POOL = {"DB_POOL_SIZE": "10", "DB_MAX_OVERFLOW": "0"}
 
 
 @pytest.fixture(scope="module")
-def item_paths(project: Project, database: Database) -> list[str]:
-    with gunicorn(project, database.url, workers=1) as server, httpx.Client(base_url=server.url, timeout=30) as client:
-        created = [client.post("/items", json={"name": f"item {number}"}) for number in range(50)]
-    assert all(answer.status_code == 201 for answer in created)
-    return [f"/items/{answer.json()['id']}" for answer in created]
+def fast_item_paths(database: Database) -> list[str]:
+    return item_paths(database, [f"item {number}" for number in range(50)])
 
 
 def test_64_clients_on_a_fast_query_are_all_served(
-    project: Project, database: Database, postgres: Any, item_paths: list[str], tmp_path: Path
+    project: Project, database: Database, postgres: Any, fast_item_paths: list[str], tmp_path: Path
 ) -> None:
     """Within what the pool serves in time, nothing is refused, whichever worker the kernel
     gives the connections to, and the connections stay within the plan."""
@@ -239,7 +212,7 @@ def test_64_clients_on_a_fast_query_are_all_served(
         gunicorn(project, database.url, **DEFAULT_POOL) as server,
         ConnectionWatch(postgres.url(), database.name) as watch,
     ):
-        result = wrk_statuses(server.url, item_paths, connections=64, seconds=4, workdir=tmp_path)
+        result = wrk_statuses(server.url, fast_item_paths, connections=64, seconds=4, workdir=tmp_path)
     assert result["socket_errors"] == 0, result
     assert set(result["statuses"]) == {"200"}, result
     assert result["statuses"]["200"] > 500, result
@@ -247,12 +220,12 @@ def test_64_clients_on_a_fast_query_are_all_served(
 
 
 def test_connections_concentrated_on_one_worker_are_all_served(
-    project: Project, database: Database, item_paths: list[str], tmp_path: Path
+    project: Project, database: Database, fast_item_paths: list[str], tmp_path: Path
 ) -> None:
     """The worst case of the kernel's choice: every keep-alive connection on one worker. Below
     what that worker's pool serves within the budget, none is refused."""
     with gunicorn(project, database.url, workers=1, **DEFAULT_POOL) as server:
-        result = wrk_statuses(server.url, item_paths, connections=64, seconds=4, workdir=tmp_path)
+        result = wrk_statuses(server.url, fast_item_paths, connections=64, seconds=4, workdir=tmp_path)
         capacity = httpx.get(f"{server.url}/capacity", timeout=10).json()
     assert result["socket_errors"] == 0, result
     assert set(result["statuses"]) == {"200"}, result
@@ -277,7 +250,7 @@ def test_requests_that_cannot_get_a_connection_within_the_budget_get_a_503(
                 statuses.append(client.get(path).status_code)
 
     prober = threading.Thread(target=probe_while_loaded)
-    with ConnectionWatch(postgres.url(), database.name) as watch, items_locked(database.url):
+    with ConnectionWatch(postgres.url(), database.name) as watch, items_locked(database.url, LOCK_SECONDS):
         prober.start()
         answers = concurrently(service.url, item_path, count=10 * served_at_most)
         prober.join()
@@ -306,7 +279,7 @@ def test_requests_that_cannot_get_a_connection_within_the_budget_get_a_503(
 
 def test_a_request_past_its_deadline_is_a_504(project: Project, database: Database, item_path: str) -> None:
     deadlines = {"REQUEST_TIMEOUT": "1", "STATEMENT_TIMEOUT": "1"}
-    with gunicorn(project, database.url, workers=1, **deadlines) as server, items_locked(database.url):
+    with gunicorn(project, database.url, workers=1, **deadlines) as server, items_locked(database.url, LOCK_SECONDS):
         started = time.monotonic()
         answer = httpx.get(f"{server.url}{item_path}", timeout=30)
         waited = time.monotonic() - started

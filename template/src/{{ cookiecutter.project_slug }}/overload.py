@@ -1,7 +1,8 @@
 """How the service says "not now": 503 when it is full, 504 when a deadline passed.
 
-- OverloadedError (the admission gate is full) and a pool checkout that timed out are both 503
-  with Retry-After: the client may retry, here or on another instance. Never a 500.
+- A pool checkout that timed out is a 503 with Retry-After: the client may retry, here or on
+  another instance. Never a 500. (A request the admission gate refuses gets its 503 from
+  AdmissionRoute before any handler runs: see admission.py.)
 - So is every way the database refuses or fails to answer, at connect time or mid-query: the
   instance cannot serve now, and /readyz takes it out of the load balancer meanwhile.
 - A query PostgreSQL cancelled at statement_timeout, and a request past REQUEST_TIMEOUT, are
@@ -25,8 +26,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from .admission import OverloadedError
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +106,6 @@ def respond(answer: Answer, retry_after: int) -> JSONResponse:
 def install_overload_handlers(app: FastAPI, retry_after: int) -> None:
     """Map refusals and timeouts to 503 and 504, by the table above."""
 
-    async def overloaded(request: Request, error: Exception) -> JSONResponse:
-        return respond(Answer(503, "overloaded: retry later"), retry_after)
-
     async def pool_timeout(request: Request, error: Exception) -> JSONResponse:
         logger.warning("no database connection within the pool timeout: %s", error)
         return respond(NO_CONNECTION, retry_after)
@@ -132,7 +128,6 @@ def install_overload_handlers(app: FastAPI, retry_after: int) -> None:
         logger.warning("database unreachable: %r", error)
         return respond(UNAVAILABLE, retry_after)
 
-    app.add_exception_handler(OverloadedError, overloaded)
     app.add_exception_handler(OSError, unreachable)
     app.add_exception_handler(PoolTimeoutError, pool_timeout)
     app.add_exception_handler(DBAPIError, database_error)
