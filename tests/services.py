@@ -120,6 +120,8 @@ def install(path: Path, driver: str, uv: str) -> Project:
 
 def migrated_database(project: Project, postgres: Any, name: str) -> Database:
     """A fresh database on the throwaway server, migrated to the latest revision by the project."""
+    # pytest may set a session fixture up again (a parametrised one, between modules): start over.
+    postgres.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     database = Database(name, postgres.create_database(name))
     run([project.bin("alembic"), "upgrade", "head"], cwd=project.path, env=service_env(DATABASE_URL=database.url))
     return database

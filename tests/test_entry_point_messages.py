@@ -73,6 +73,9 @@ BAD_SETTINGS = {
     "GUNICORN_TIMEOUT-0": Bad({"GUNICORN_TIMEOUT": "0"}, f"GUNICORN_TIMEOUT=0 {WHOLE} of at least 1"),
     "GRACEFUL_TIMEOUT-words": Bad({"GRACEFUL_TIMEOUT": "long"}, f"GRACEFUL_TIMEOUT=long {WHOLE} of at least 1"),
     "KEEPALIVE-0": Bad({"KEEPALIVE": "0"}, f"KEEPALIVE=0 {WHOLE} of at least 1"),
+    "DRAIN_SECONDS-words": Bad(
+        {"DRAIN_SECONDS": "soon"}, "DRAIN_SECONDS=soon is not accepted; use a number from 0 to 60"
+    ),
     "MAX_REQUESTS-negative": Bad({"MAX_REQUESTS": "-1"}, f"MAX_REQUESTS=-1 {WHOLE} of at least 0"),
     "MAX_REQUESTS_JITTER-words": Bad(
         {"MAX_REQUESTS_JITTER": "some"}, f"MAX_REQUESTS_JITTER=some {WHOLE} of at least 0"

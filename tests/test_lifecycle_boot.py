@@ -161,7 +161,9 @@ def test_refusals_do_not_count_toward_max_requests(project: Project, database: D
         while not stop.is_set():
             tally.send(client, item_path)
 
-    with gunicorn(project, database.url, workers=1, MAX_REQUESTS="30", MAX_REQUESTS_JITTER="0") as server:
+    # A short queue budget: the storm's requests are refused after 50 ms of waiting, not 500.
+    storm_settings = {"MAX_REQUESTS": "30", "MAX_REQUESTS_JITTER": "0", "QUEUE_BUDGET_MS": "50"}
+    with gunicorn(project, database.url, workers=1, **storm_settings) as server:
         with items_locked(database.url, seconds=4), clients(16, storm, server.url):
             time.sleep(3)
         recycled = workers_booted(server) - 1

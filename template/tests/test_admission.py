@@ -64,6 +64,23 @@ async def test_a_request_queues_while_its_expected_wait_fits_the_budget() -> Non
     assert (g.queued, g.free, g.stats.admitted_after_waiting) == (0, 2, 10)
 
 
+async def test_after_a_stall_a_pool_of_requests_may_still_queue() -> None:
+    g = gate(permits=2, budget=1.0, max_queue=100)
+    await g.acquire()
+    await g.acquire()
+    g.mean_hold = 30.0  # what a table lock left behind: every hold took half a minute
+    waiters = [asyncio.ensure_future(g.acquire()) for _ in range(2)]
+    await settle()
+    assert g.queued == 2, "a queue shorter than the pool waits, whatever the estimate"
+    with pytest.raises(OverloadedError):
+        await g.acquire()
+    assert g.stats.refused_expected_wait == 1
+    for _ in range(4):
+        g.release(0.001)
+        await settle()
+    assert all(w.done() and w.exception() is None for w in waiters)
+
+
 async def test_a_queued_request_that_waits_its_budget_is_refused() -> None:
     g = gate(permits=1, budget=0.02)
     await g.acquire()

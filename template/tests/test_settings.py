@@ -258,6 +258,7 @@ BAD_VALUES = [
     ("GRACEFUL_TIMEOUT", "0", f"use {WHOLE} of at least 1"),
     ("KEEPALIVE", "0", f"use {WHOLE} of at least 1"),
     ("MAX_REQUESTS", "-1", f"use {WHOLE} of at least 0"),
+    ("DRAIN_SECONDS", "-1", "use a number from 0 to 60"),
     ("MAX_REQUESTS_JITTER", "lots", f"use {WHOLE} of at least 0"),
     ("LOG_LEVEL", "loud", "use one of debug, info, warning, error, critical"),
     ("READINESS_TIMEOUT", "0", "use a number above 0"),

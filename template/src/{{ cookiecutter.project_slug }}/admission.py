@@ -12,10 +12,11 @@ its own, on its event loop, so plain attributes are enough and nothing is locked
 - A worker has one permit per pooled connection (pool_size + max_overflow). An admitted
   request holds one for as long as its handler runs, so it never queues inside the pool.
 - A request that finds every permit taken joins a queue if the wait it can expect fits the
-  budget. The expectation is Little's law on what the worker measures: the requests queued
-  ahead of it, times the mean time a permit is held (a moving average), over the permits. If
-  it does not fit, the answer is 503 straight away: refusing costs microseconds instead of a
-  budget's worth of waiting, and the client can retry elsewhere.
+  budget, or the queue is still shorter than the pool (see acquire()). The expectation is
+  Little's law on what the worker measures: the requests queued ahead of it, times the mean
+  time a permit is held (a moving average), over the permits. If it does not fit, the answer
+  is 503 straight away: refusing costs microseconds instead of a budget's worth of waiting,
+  and the client can retry elsewhere.
 - A queued request that has waited the whole budget gets 503 too. The estimate can be wrong
   (a table lock makes every query slow at once); the deadline cannot.
 - The queue is first in, first out. Adaptive LIFO (newest first once a queue stands, as in
@@ -124,7 +125,10 @@ class AdmissionGate:
         if self._queued >= self.max_queue:
             self.stats.refused_queue_full += 1
             raise OverloadedError
-        if self.expected_wait() > self.queue_budget:
+        # A queue shorter than the pool always gets its chance (it waits one hold at most, if
+        # the measure is right): after a stall the measure remembers the slow holds, and would
+        # otherwise refuse the first requests of the recovery. The deadline still holds.
+        if self._queued >= self.permits and self.expected_wait() > self.queue_budget:
             self.stats.refused_expected_wait += 1
             raise OverloadedError
         return await self._wait()
