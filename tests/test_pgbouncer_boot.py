@@ -235,8 +235,10 @@ def database(bounced: Project, postgres: Any, pgbouncer: PgBouncer) -> str:
 
 @pytest.fixture(scope="module")
 def service(bounced: Project, pgbouncer: PgBouncer, database: str) -> Iterator[Gunicorn]:
-    # A queue deep enough for the load below: the admission gate refuses nothing, so any 5xx is PgBouncer's doing.
-    with gunicorn(bounced, pgbouncer.url(database), ADMISSION_QUEUE="60") as server:
+    # A queue deep and patient enough for the load below: the admission gate refuses nothing, so
+    # any 5xx is PgBouncer's doing. (Its 4 server connections make every hold long: with the
+    # default 500 ms budget the gate rightly refuses part of a 50-request burst on a slow machine.)
+    with gunicorn(bounced, pgbouncer.url(database), ADMISSION_QUEUE="60", QUEUE_BUDGET_MS="10000") as server:
         yield server
 
 
