@@ -133,6 +133,18 @@ def test_a_real_refusal_at_connect_is_a_503(
     assert "Traceback" not in server.output()
 
 
+def test_a_write_to_a_read_only_database_is_a_503_and_reads_go_on(project: Project, own_postgres: Any) -> None:
+    """What a write meets on a standby after a failover, or on a database set read-only (25006)."""
+    database = migrated_database(project, own_postgres, f"read_only_{project.driver}")
+    own_postgres.sql(f"ALTER DATABASE {database.name} SET default_transaction_read_only = on")
+    with gunicorn(project, database.url, workers=1) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        write = client.post("/items", json={"name": "refused"})
+        read = client.get("/items")
+    assert_unavailable(write, server)
+    assert read.status_code == 200, read.text
+    assert "Traceback" not in server.output()
+
+
 # A restart under load
 
 
@@ -246,6 +258,10 @@ STARTUP_REFUSALS = [
     ("28000", 'role "postgres" does not exist'),
     ("3D000", 'database "app" does not exist'),
     ("08P01", "invalid length of startup packet"),
+    # Codes the SQLSTATE table does not list: any refusal before the session starts is a 503.
+    ("42501", 'permission denied for database "app"'),
+    ("55000", 'database "app" is not currently accepting connections'),
+    ("XX000", "an internal error the server reports while starting the session"),
 ]
 
 

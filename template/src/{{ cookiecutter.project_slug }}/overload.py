@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import anyio
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,13 +64,19 @@ BY_SQLSTATE: dict[str, Answer] = {
     "57P04": UNAVAILABLE,  # database dropped
     "57P05": UNAVAILABLE,  # idle session timeout: the server closed the connection
     "58": UNAVAILABLE,  # system error: an I/O error on the server
+    # Read-only transaction: a write reached a standby (after a failover, before the address
+    # moved) or a database set read-only for maintenance. Writes fail now, not forever.
+    "25006": UNAVAILABLE,
     # Serialization failure and deadlock: PostgreSQL rolled the whole transaction back, so
     # the same request is safe to send again and will likely succeed; it was nobody's bug.
     "40001": ROLLED_BACK,
     "40P01": ROLLED_BACK,
     "57014": QUERY_TIMEOUT,  # query canceled: statement_timeout
 }
-#   With no SQLSTATE:
+#   Not in the table, by how the error arose:
+#   any DBAPIError raised while connecting, whatever its SQLSTATE         503 UNAVAILABLE
+#     (a role without CONNECT, a database not accepting connections: the instance has no
+#     connection to serve with; mark_connect_failures() below marks these invalidated)
 #   sqlalchemy.exc.TimeoutError (no pooled connection in pool_timeout)   503 NO_CONNECTION
 #   DBAPIError: OperationalError, InterfaceError, or the connection was   503 UNAVAILABLE
 #     invalidated (psycopg's connect failures carry no SQLSTATE; a lost connection)
@@ -96,6 +104,22 @@ def database_answer(error: DBAPIError) -> Answer | None:
     if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
         return UNAVAILABLE
     return None
+
+
+def mark_connect_failures(engine: Engine) -> None:
+    """Mark every driver error raised while `engine` opens a connection as invalidated.
+
+    psycopg raises OperationalError for every failed connect, but SQLAlchemy's asyncpg adapter
+    raises the class of the server's SQLSTATE (a refused CONNECT privilege is a
+    ProgrammingError), and SQLAlchemy invalidates only what its dialect recognises as a lost
+    connection. Whatever the server said, a connect that failed left no connection to serve
+    with: the table's last rule makes that a 503, in both variants alike.
+    """
+
+    @event.listens_for(engine, "handle_error")
+    def while_connecting(context: ExceptionContext) -> None:
+        if context.connection is None:  # SQLAlchemy's mark of a failure to connect
+            context.is_disconnect = True
 
 
 def respond(answer: Answer, retry_after: int) -> JSONResponse:
