@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from tests.generation import generate
 
@@ -41,7 +42,8 @@ pytestmark = pytest.mark.boot
 
 DRIVERS = ("async", "sync")
 ANSWERS = {"project_name": "Image Check", "deployment_target": "kubernetes"}
-BUILD_TIMEOUT = 900  # seconds for one image build (pip downloads every dependency)
+ANSWERS_SLUG = "image_check"  # the slug copier derives from that name
+BUILD_TIMEOUT = 900  # seconds for one image build (uv downloads every dependency)
 READY_TIMEOUT = 60  # seconds for a container to answer /readyz 200
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # The official slim images are debian:<suite>-slim (Debian's minbase: apt, and so libstdc++,
@@ -80,18 +82,38 @@ class Docker:
         return json.loads(self.run("inspect", container).stdout)[0]
 
 
+def buildkit_client(dockerd: str | None) -> str | None:
+    """A docker client that builds with BuildKit (the Dockerfile's cache mounts need it).
+
+    A client with the buildx plugin does; so does the client packaged with the engine
+    (Debian's docker.io), whose release still has BuildKit built in. A newer client without
+    buildx, found first on PATH, does not.
+    """
+    candidates = [shutil.which("docker")]
+    if dockerd is not None:
+        candidates.append(str(Path(dockerd).resolve().parent.parent / "bin" / "docker"))
+    for client in filter(None, candidates):
+        if not Path(client).is_file():
+            continue
+        buildx = subprocess.run([client, "buildx", "version"], capture_output=True, text=True, check=False)
+        version = subprocess.run([client, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True)
+        if buildx.returncode == 0 or version.stdout.strip().startswith("20."):
+            return client
+    return None
+
+
 @pytest.fixture(scope="module")
 def docker() -> Iterator[Docker]:
-    client = shutil.which("docker")
+    dockerd = shutil.which("dockerd")
+    client = buildkit_client(dockerd)
     if client is None:
-        unavailable("no docker client (Debian: apt-get install docker.io)")
+        unavailable("no docker client that builds with BuildKit (Debian: apt-get install docker.io)")
     assert client is not None
-    env = {**os.environ, "DOCKER_BUILDKIT": "0"}  # the classic builder: `--network host` needs no entitlement
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
     existing = Docker(client, env)
     if existing.answers():
         yield existing
         return
-    dockerd = shutil.which("dockerd")
     if dockerd is None or os.geteuid() != 0:
         unavailable("no Docker engine answers, and none can be started here (needs root and dockerd)")
     assert dockerd is not None
@@ -376,6 +398,35 @@ def test_the_image_is_lean_and_runs_as_its_own_unprivileged_user(docker: Docker,
     )
     result = docker.run("run", "--rm", "--network=none", "--user=0", "--entrypoint", "python", image.tag, "-c", probe)
     assert json.loads(result.stdout) == {"compilers": [], "leftovers": []}
+
+
+def test_the_image_holds_exactly_the_packages_of_the_lock(docker: Docker, image: Image, uv: str) -> None:
+    """Built from uv.lock: every package the lock names for production, at its version, and no other."""
+    exported = subprocess.run(
+        [uv, "export", "--locked", "--no-dev", "--no-emit-project", "--no-hashes", "--no-header",
+         "--no-annotate", "--format", "requirements-txt"],
+        cwd=image.project, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    # What applies on Linux: tzdata, say, is locked for Windows only.
+    requirements = [Requirement(line) for line in exported.splitlines() if "==" in line]
+    locked = {
+        canonical(f"{req.name}{req.specifier}") for req in requirements if req.marker is None or req.marker.evaluate()
+    }
+    probe = (
+        "import json, importlib.metadata as m; print(json.dumps(sorted("
+        "d.metadata['Name'] + '==' + d.version for d in m.distributions())))"
+    )
+    result = docker.run("run", "--rm", "--network=none", "--entrypoint", "python", image.tag, "-c", probe)
+    installed = {canonical(name) for name in json.loads(result.stdout)}
+    project = canonical(f"{ANSWERS_SLUG}==0.1.0")
+    assert installed - {project} == locked
+    assert project in installed
+
+
+def canonical(requirement: str) -> str:
+    """name==version with the name normalised as package indexes do."""
+    name, _, version = requirement.strip().partition("==")
+    return re.sub(r"[-_.]+", "-", name).lower() + "==" + version
 
 
 def test_new_pods_wait_for_the_migration_job_and_then_start(docker: Docker, image: Image, postgres: Any) -> None:
