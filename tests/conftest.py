@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.generation import template_module
-from tests.services import ANSWERS, DRIVERS, Database, Project, generate_and_install, migrated_database
+from tests.support.answers import DRIVERS
+from tests.support.generation import template_module
+from tests.support.services import ANSWERS, Database, Project, generate_and_install, migrated_database
 
 # The modules that take longest, longest first. The suite runs whole modules in parallel
 # (xdist --dist loadfile, in the order collected): starting these first keeps one of them from

@@ -31,7 +31,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.generation import generate, template_module
+from tests.support.generation import generate, template_module
 
 DRIVERS = ("async", "sync")
 TARGETS = ("docker-compose", "kubernetes", "systemd")
