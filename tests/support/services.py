@@ -1,8 +1,8 @@
 """A generated service installed in its own virtual environment, and gunicorn serving it.
 
-The plumbing the boot tests share: the answers they generate with, how a service's
-environment is built, gunicorn started and stopped as a real process, and a watch on the
-database's connections in pg_stat_activity.
+The plumbing the boot tests and the benchmarks share: the answers the tests generate with,
+how a service's environment is built, gunicorn started and stopped as a real process, and a
+watch on the database's connections in pg_stat_activity.
 """
 
 from __future__ import annotations
