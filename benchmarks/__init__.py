@@ -1,7 +1,7 @@
 """The template's benchmarks: `uv run python -m benchmarks` writes BENCHMARKS.md and its chart,
 BENCHMARKS.png.
 
-It generates the async and sync variants with copier (tests/generation.py), installs each
+It generates the async and sync variants with copier (tests/support/), installs each
 into its own virtual environment with uv, starts one throwaway PostgreSQL
 (template/tests/postgres_server.py), and serves each variant and the reference, a plain
 FastAPI app on a raw asyncpg pool with no admission control (fastapi_app.py), side by side

@@ -24,7 +24,10 @@ from typing import Any
 from benchmarks import services
 from benchmarks.machine import Meter, Usage, children
 from benchmarks.report import write_report
-from tests.generation import REPO, default_answers, template_module
+from tests.support.answers import DRIVERS, REPO, default_answers
+from tests.support.generation import template_module
+from tests.support.services import Project, service_env
+from tests.support.services import run as run_command
 
 STARTED = time.monotonic()
 
@@ -206,7 +209,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--workdir", type=Path, help="where to generate (default: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: seconds per part")
-    parser.add_argument("--variants", default="async,sync", help="which generated variants to measure")
+    parser.add_argument("--variants", default=",".join(DRIVERS), help="which generated variants to measure")
     parser.add_argument("--ablations", help=f"comma-separated, from {','.join(ABLATIONS)} (quick: none)")
     parser.add_argument("--server-cpu", type=int, default=1, help="the CPU gunicorn runs on")
     parser.add_argument("--load-cpu", type=int, default=0, help="the CPU wrk, the sender and PostgreSQL run on")
@@ -258,8 +261,8 @@ def run(plan: Plan, args: argparse.Namespace, workdir: Path) -> int:
         for pid in [postmaster, *children(postmaster)]:
             os.sched_setaffinity(pid, {plan.load_cpu})
         url = pg.create_database("bench")
-        services.run([projects["async"].bin("alembic"), "upgrade", "head"], projects["async"].path,
-                     services.service_env(DATABASE_URL=url))  # fmt: skip
+        migrate = [projects["async"].bin("alembic"), "upgrade", "head"]
+        run_command(migrate, projects["async"].path, service_env(DATABASE_URL=url))
         pg.sql(
             "INSERT INTO items (name, description) SELECT 'item ' || n, 'a description of item ' || n"
             f" FROM generate_series(1, {plan.items}) AS n",
@@ -317,7 +320,7 @@ def _postmaster(port: int) -> int:
     raise RuntimeError(f"no postmaster found for port {port}")
 
 
-def _versions(projects: dict[str, services.Project]) -> dict[str, str]:
+def _versions(projects: dict[str, Project]) -> dict[str, str]:
     script = (
         "import importlib.metadata as m\n"
         "for n in ('fastapi','starlette','pydantic','sqlalchemy','asyncpg','psycopg','uvicorn','uvicorn-worker',"
@@ -327,7 +330,7 @@ def _versions(projects: dict[str, services.Project]) -> dict[str, str]:
     )
     found: dict[str, str] = {}
     for project in projects.values():
-        for line in services.run([project.bin("python"), "-c", script], project.path).splitlines():
+        for line in run_command([project.bin("python"), "-c", script], project.path).splitlines():
             name, version = line.split()
             found[name] = version
     return found
@@ -337,7 +340,7 @@ def _versions(projects: dict[str, services.Project]) -> dict[str, str]:
 class Context:
     plan: Plan
     bench: ModuleType
-    projects: dict[str, services.Project]
+    projects: dict[str, Project]
     database_url: str
     postmaster: int
     logs: Path
@@ -352,7 +355,7 @@ class Context:
     def server(self, target: str, label: str = "", **extra: str) -> Any:
         """gunicorn for a target: 'baseline', a variant, or an ablation step."""
         # Workers are not recycled mid-measurement (MAX_REQUESTS): a restart is not what is measured.
-        env = services.service_env(DATABASE_URL=self.database_url, MAX_REQUESTS="0", **extra)
+        env = service_env(DATABASE_URL=self.database_url, MAX_REQUESTS="0", **extra)
         if target in ("fastapi", "baseline", "raw_no_database"):
             project = self.projects["async"]
             answers = default_answers()
@@ -436,7 +439,7 @@ class Context:
         if plan.budget_ms is not None:
             measured.budget_ms, measured.budget_source = plan.budget_ms, "--budget-ms"
             return
-        for variant in ("async", "sync"):
+        for variant in DRIVERS:
             if variant in servers:
                 published = self.bench.machine.discover_capacity(servers[variant].url).queue_budget_ms
                 if published is not None:

@@ -6,7 +6,7 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.generation import default_answers
+from tests.support.answers import DRIVERS, default_answers
 
 STEP_TEXT = {
     "orm": "as first generated: ORM `session.get`, response_model, `pool_pre_ping=True`",
@@ -148,7 +148,7 @@ def _goal(m: Any) -> str:
         f"the {variant} variant spends {found[variant].server_us:,.0f} µs of server CPU per request,"
         f" {found[variant].server_us / ref.server_us:.2f}x the plain FastAPI app's {ref.server_us:,.0f},"
         f" and serves {found[variant].ok_rps / ref.ok_rps:.2f}x its ok/s"
-        for variant in ("async", "sync")
+        for variant in DRIVERS
         if variant in found
     ]
     return f"At {head} connections " + "; ".join(parts) + "." if parts else ""

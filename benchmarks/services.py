@@ -2,64 +2,28 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.machine import children
-from tests.generation import generate
-from tests.services import Project
+from tests.support.processes import answers_200, free_port, running, wait_until_ready
+from tests.support.services import Project, generate_and_install
 
 HERE = Path(__file__).resolve().parent
 ANSWERS = {"project_name": "Bench Service"}  # every other answer at its default
 PACKAGE = "bench_service"
 STARTUP_TIMEOUT = 60
-# The environment of a service is ours minus what would steer it.
-STEERING = ("VIRTUAL_ENV", "PYTHONPATH", "DATABASE_URL", "PORT", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS")
-
-
-def run(command: list[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 600) -> str:
-    result = subprocess.run(
-        command, cwd=cwd, env=dict(env or os.environ), capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result.stdout
 
 
 def build(driver: str, workdir: Path) -> Project:
     """Generate the variant with copier and install it (with its bench extra) with uv."""
-    generated = generate("copier", {**ANSWERS, "db_driver": driver}, workdir / driver)
-    if generated.project is None:
-        raise RuntimeError(f"copier refused the {driver} variant: {generated.error}")
     uv = shutil.which("uv")
     if uv is None:
         raise RuntimeError("uv is needed to install the generated services: pip install uv")
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    run([uv, "venv", "--quiet", "--python", sys.executable, ".venv"], generated.project, env)
-    install = [uv, "pip", "install", "--quiet", "--python", ".venv/bin/python"]
-    run([*install, "-e", ".[bench]"], generated.project, env)
-    return Project(generated.project, driver)
-
-
-def service_env(**overrides: str) -> dict[str, str]:
-    inherited = {k: v for k, v in os.environ.items() if k not in STEERING and not k.startswith(("DB_", "BENCH_"))}
-    return {**inherited, **overrides}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return generate_and_install({**ANSWERS, "db_driver": driver}, workdir / driver, uv, extra="bench")
 
 
 @dataclass(frozen=True)
@@ -79,42 +43,15 @@ def serve(
 ) -> Iterator[Server]:
     """Run gunicorn from the project's folder (pinned to `cpu`) until the block ends."""
     port = free_port()
-    command = [project.bin("gunicorn"), *args, "--bind", f"127.0.0.1:{port}"]
-    if cpu is not None:
-        command = ["taskset", "-c", str(cpu), *command]
+    pinned = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    command = [*pinned, project.bin("gunicorn"), *args, "--bind", f"127.0.0.1:{port}"]
     log = logs / f"{name}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command, cwd=project.path, env=dict(env), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT
+    with running(command, log, cwd=project.path, env=dict(env)) as process:
+        server = Server(name, process.pid, f"http://127.0.0.1:{port}", log, " ".join([*pinned, "gunicorn", *args]))
+        wait_until_ready(
+            process, lambda: answers_200(f"{server.url}/healthz"), STARTUP_TIMEOUT, name=name, output=log.read_text
         )
-    shown = " ".join(["taskset", "-c", str(cpu)] if cpu is not None else []) + f" gunicorn {' '.join(args)}"
-    server = Server(name, process.pid, f"http://127.0.0.1:{port}", log, shown.strip())
-    try:
-        _wait_until_healthy(server, process)
         yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_until_healthy(server: Server, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {process.returncode}:\n{server.log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{server.url}/healthz", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{server.name} did not answer /healthz in {STARTUP_TIMEOUT} s:\n{server.log.read_text()}")
 
 
 def gunicorn_config_without_access_log(project: Project, folder: Path) -> Path:

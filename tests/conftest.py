@@ -1,4 +1,5 @@
-"""Shared fixtures: the throwaway PostgreSQL server and the tools the boot tests need.
+"""Shared fixtures: the throwaway PostgreSQL server, the tools the boot tests need, and the deployment
+cases (tests/support/deploy.py) rendered once for the modules that check their files.
 
 The server comes from template/tests/postgres_server.py, the very file every
 generated service gets, loaded by path: one source of truth for both.
@@ -7,13 +8,16 @@ generated service gets, loaded by path: one source of truth for both.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import cache
 from typing import Any
 
 import pytest
 
-from tests.generation import template_module
-from tests.services import ANSWERS, DRIVERS, Database, Project, generate_and_install, migrated_database
+from tests.support.answers import DRIVERS
+from tests.support.deploy import Case, Rendered, render_case
+from tests.support.generation import template_module
+from tests.support.services import ANSWERS, Database, Project, generate_and_install, migrated_database
 
 # The modules that take longest, longest first. The suite runs whole modules in parallel
 # (xdist --dist loadfile, in the order collected): starting these first keeps one of them from
@@ -62,3 +66,15 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def database(project: Project, postgres: Any) -> Database:
     """A fresh database for the variant, migrated to the latest revision."""
     return migrated_database(project, postgres, f"boot_{project.driver}")
+
+
+# The deployment cases (tests/support/deploy.py), each rendered once, shared by the deploy-file modules.
+
+
+@pytest.fixture(scope="session")
+def render(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Case], Rendered]:
+    @cache
+    def rendered(case: Case) -> Rendered:
+        return render_case(case, tmp_path_factory.mktemp(case.id))
+
+    return rendered

@@ -8,17 +8,16 @@ behind.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from hooks.copier_rules import AnswerRefusedError, load_copier_config, validate
-from tests.generation import REPO, TOOLS, default_answers, generate, template_source
+from tests.support.answers import REPO, TOOLS, default_answers
+from tests.support.cli import run_cli
+from tests.support.generation import generate
 
 
 @dataclass(frozen=True)
@@ -206,23 +205,6 @@ ACCEPTED: dict[str, dict[str, object]] = {
         "db_reserved_connections": 99,
     },
 }
-
-
-def run_cli(
-    tool: str, answers: dict[str, object], workdir: Path, *, exist_ok: bool = False
-) -> subprocess.CompletedProcess[str]:
-    workdir.mkdir(parents=True, exist_ok=exist_ok)
-    if tool == "copier":
-        data = [arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")]
-        command = ["-m", "copier", "copy", "--defaults", *data, str(template_source()), "project"]
-    else:
-        extra = [f"{key}={value}" for key, value in answers.items()]
-        command = ["-m", "cookiecutter", "--no-input", "--output-dir", "output", str(template_source()), *extra]
-    # cookiecutter leaves its temporary repository copy and rendered hooks in TMPDIR: keep them in the test's folder.
-    environment = {**os.environ, "TMPDIR": str(workdir)}
-    return subprocess.run(
-        [sys.executable, *command], cwd=workdir, env=environment, capture_output=True, text=True, check=False
-    )
 
 
 def generated_files(workdir: Path) -> list[Path]:

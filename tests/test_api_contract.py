@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import Database, Project, gunicorn, migrated_database
+from tests.support.services import Database, Project, gunicorn, migrated_database
 
 pytestmark = pytest.mark.boot
 

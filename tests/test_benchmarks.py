@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.services import Project, gunicorn, run, service_env
+from tests.support.answers import REPO
+from tests.support.services import Project, gunicorn, run, service_env
 
 pytestmark = pytest.mark.boot
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.services import (
+from tests.support.processes import free_port, wait_until
+from tests.support.services import (
     BUDGET,
     MISSING_ID,
     POOL_SIZE,
@@ -31,7 +32,6 @@ from tests.services import (
     Database,
     Gunicorn,
     Project,
-    free_port,
     gunicorn,
     migrated_database,
     run,
@@ -182,9 +182,7 @@ def test_connections_never_exceed_workers_times_pool_under_load(
     assert statuses[200] + statuses[201] > 0, statuses
     assert 0 < watch.peak <= BUDGET, f"peak {watch.peak} connections; the budget is {BUDGET}"
     # Overflow connections close when they are returned: at rest, only the pools stay open.
-    deadline = time.monotonic() + 5
-    while watch.now() > WORKERS * POOL_SIZE and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: watch.now() <= WORKERS * POOL_SIZE, timeout=5)
     assert watch.now() <= WORKERS * POOL_SIZE
 
 

@@ -22,8 +22,9 @@ from jinja2 import FileSystemLoader, StrictUndefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from hooks.copier_rules import AnswerRefusedError, load_copier_config, validate
-from tests.generation import REPO, TOOLS, default_answers, generate, template_module
-from tests.test_answers import run_cli
+from tests.support.answers import REPO, TOOLS, default_answers
+from tests.support.cli import run_cli
+from tests.support.generation import generate, template_module
 
 capacity = template_module("src/{{ cookiecutter.project_slug }}/capacity.py")
 COPIER_CONFIG = load_copier_config(REPO)

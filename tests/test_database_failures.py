@@ -2,7 +2,7 @@
 
 Against a real PostgreSQL, what a real server can be made to do: refuse a wrong password, a
 database that does not exist, a client past max_connections, and restart under load. Against a
-fake server on loopback (tests/fake_postgres.py), the rest: each FATAL code PostgreSQL can send
+fake server on loopback (tests/support/fake_postgres.py), the rest: each FATAL code PostgreSQL can send
 during startup, and a server that accepts the connection and never answers, which must not be
 mistaken for the service's own deadline (504). A bug still is a 500 with its traceback.
 """
@@ -23,9 +23,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.fake_postgres import FakeServer, fake_postgres, refuse_at_startup, silent
-from tests.generation import template_module
-from tests.services import Database, Gunicorn, Project, gunicorn, migrated_database
+from tests.support.fake_postgres import FakeServer, fake_postgres, refuse_at_startup, silent
+from tests.support.generation import template_module
+from tests.support.services import Database, Gunicorn, Project, gunicorn, migrated_database
 
 pytestmark = pytest.mark.boot
 

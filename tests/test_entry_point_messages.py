@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.services import Project, free_port, service_env
+from tests.support.processes import free_port
+from tests.support.services import Project, service_env
 
 pytestmark = pytest.mark.boot
 

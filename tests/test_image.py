@@ -21,7 +21,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,11 +35,12 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from tests.generation import generate
+from tests.support.answers import DRIVERS
+from tests.support.generation import generate
+from tests.support.processes import NotReadyError, answers_200, free_port, stop, wait_until, wait_until_ready
 
 pytestmark = pytest.mark.boot
 
-DRIVERS = ("async", "sync")
 ANSWERS = {"project_name": "Image Check", "deployment_target": "kubernetes"}
 ANSWERS_SLUG = "image_check"  # the slug copier derives from that name
 BUILD_TIMEOUT = 900  # seconds for one image build (uv downloads every dependency)
@@ -140,19 +140,20 @@ def _own_dockerd(client: str, dockerd: str, env: dict[str, str]) -> Iterator[Doc
         daemon = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     engine = Docker(client, {**env, "DOCKER_HOST": f"unix://{socket_path}"})
     try:
-        deadline = time.monotonic() + 60
-        while not (socket_path.exists() and engine.answers()):
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"dockerd did not start:\n{log.read_text(errors='replace')[-3000:]}", pytrace=False)
-            time.sleep(0.5)
+        try:
+            wait_until_ready(
+                daemon,
+                lambda: socket_path.exists() and engine.answers(),
+                60,
+                name="dockerd",
+                output=lambda: log.read_text(errors="replace")[-3000:],
+                interval=0.5,
+            )
+        except NotReadyError as error:
+            pytest.fail(str(error), pytrace=False)
         yield engine
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        stop(daemon, timeout=60)
         # dockerd leaves its network namespace (exec-root/netns/default) mounted when it exits.
         for mount_point in sorted(mounts_under(root), reverse=True):
             subprocess.run(["umount", mount_point], capture_output=True, check=False)
@@ -287,12 +288,6 @@ def image(request: pytest.FixtureRequest, builds: dict[str, tuple[Image, subproc
     return image
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def sandbox(image: Image) -> list[str]:
     """`docker run` options for what the pod spec asks: read-only root with a writable /tmp,
     no capabilities, no privilege escalation, the pod's user, the host's network (where the
@@ -319,17 +314,16 @@ class Container:
         return result.stdout + result.stderr
 
     def wait_until_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+        def ready() -> bool:
+            if answers_200(f"{self.url}/readyz", timeout=2):
+                return True
             state = self.docker.inspect(self.name)["State"]
             assert state["Running"], f"the container exited {state['ExitCode']}:\n{self.logs()}"
-            assert time.monotonic() < deadline, f"no 200 from /readyz in {READY_TIMEOUT} s:\n{self.logs()}"
-            time.sleep(0.3)
+            return False
+
+        assert wait_until(ready, READY_TIMEOUT, interval=0.3), (
+            f"no 200 from /readyz in {READY_TIMEOUT} s:\n{self.logs()}"
+        )
 
 
 def start(docker: Docker, image: Image, database_url: str, name: str) -> Container:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.services import Database, Gunicorn, Project, gunicorn, item_paths, items_locked
+from tests.support.processes import wait_until
+from tests.support.services import Database, Gunicorn, Project, gunicorn, item_paths, items_locked
 
 pytestmark = pytest.mark.boot
 
@@ -76,12 +77,6 @@ def clients(count: int, work: Callable[[httpx.Client, threading.Event], None], u
             thread.join(timeout=60)
 
 
-def until(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
 def workers_booted(server: Gunicorn) -> int:
     return server.output().count("Booting worker with pid")
 
@@ -105,7 +100,7 @@ def test_keep_alive_clients_lose_no_request_across_recycles(project: Project, da
 
     with gunicorn(project, database.url, workers=workers, **RECYCLE) as server:
         with clients(CLIENTS, keep_sending, server.url):
-            until(lambda: workers_booted(server) - workers >= RECYCLES, seconds=90)
+            wait_until(lambda: workers_booted(server) - workers >= RECYCLES, timeout=90)
         recycled = workers_booted(server) - workers
 
     sent = tally.statuses.total() + len(tally.lost)

@@ -24,8 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.generation import template_module
-from tests.services import (
+from tests.support.generation import template_module
+from tests.support.processes import free_port
+from tests.support.services import (
     BUDGET,
     MAX_OVERFLOW,
     POOL_SIZE,
@@ -34,7 +35,6 @@ from tests.services import (
     Database,
     Gunicorn,
     Project,
-    free_port,
     gunicorn,
     item_paths,
     items_locked,

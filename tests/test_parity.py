@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hooks.copier_rules import load_copier_config
-from tests.generation import REPO, copier_questions
+from tests.support.answers import REPO, copier_questions
 
 COOKIECUTTER = json.loads((REPO / "cookiecutter.json").read_text())
 QUESTIONS = copier_questions()

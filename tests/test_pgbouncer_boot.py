@@ -36,12 +36,12 @@ import httpx
 import psycopg
 import pytest
 
-from tests.services import (
-    DRIVERS,
+from tests.support.answers import DRIVERS
+from tests.support.processes import NotReadyError, free_port, running, wait_until, wait_until_ready
+from tests.support.services import (
     ConnectionWatch,
     Gunicorn,
     Project,
-    free_port,
     generate_and_install,
     gunicorn,
     run,
@@ -181,44 +181,35 @@ def pgbouncer(bounced: Project, postgres: Any, pgbouncer_program: str) -> Iterat
         if account is not None:
             for path in (workdir, config, auth):
                 os.chown(path, account.pw_uid, account.pw_gid)
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [pgbouncer_program, str(config)],
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                user=account.pw_uid if account else None,
-                group=account.pw_gid if account else None,
-                extra_groups=[] if account else None,
-            )
-        bouncer = PgBouncer(process, port, log)
-        try:
+        with running(
+            [pgbouncer_program, str(config)],
+            log,
+            stop_signal=signal.SIGINT,  # safe shutdown
+            stop_timeout=10,
+            cwd=workdir,
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+        ) as process:
+            bouncer = PgBouncer(process, port, log)
             wait_until_listening(bouncer)
             yield bouncer
-        finally:
-            process.send_signal(signal.SIGINT)  # safe shutdown
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def wait_until_listening(bouncer: PgBouncer, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if bouncer.process.poll() is not None:
-            pytest.fail(f"pgbouncer exited with {bouncer.process.returncode}:\n{bouncer.output()}")
+    def answers() -> bool:
         try:
             bouncer.show("VERSION")
-            return
         except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                pytest.fail(f"pgbouncer did not answer within {timeout} s:\n{bouncer.output()}")
-            time.sleep(0.05)
+            return False
+        return True
+
+    try:
+        wait_until_ready(bouncer.process, answers, timeout, name="pgbouncer", output=bouncer.output, interval=0.05)
+    except NotReadyError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")
@@ -341,12 +332,12 @@ def test_runaway_queries_are_cancelled_and_waiting_requests_get_503(
     for runaway in runaways:
         runaway.start()
     try:
-        deadline = time.monotonic() + 5
-        while not [
-            row for row in pgbouncer.show("POOLS") if row["database"] == database and row["sv_active"] == SERVER_POOL
-        ]:
-            assert time.monotonic() < deadline, pgbouncer.show("POOLS")
-            time.sleep(0.05)
+
+        def all_servers_busy() -> bool:
+            pools = pgbouncer.show("POOLS")
+            return any(row["database"] == database and row["sv_active"] == SERVER_POOL for row in pools)
+
+        assert wait_until(all_servers_busy, timeout=5, interval=0.05), pgbouncer.show("POOLS")
         started = time.monotonic()
         response = httpx.get(f"{service.url}/items/1", timeout=30)
         waited = time.monotonic() - started

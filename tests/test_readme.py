@@ -7,7 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.generation import REPO, copier_questions, template_source
+from tests.support.answers import REPO, copier_questions
+from tests.support.generation import template_source
 
 README = (REPO / "README.md").read_text()
 

@@ -16,10 +16,9 @@ import pytest
 import yaml
 from jinja2 import Environment, StrictUndefined
 
-from tests.generation import TOOLS, Generated, copier_questions, generate, tree
+from tests.support.answers import DRIVERS, TARGETS, TOOLS, copier_questions
+from tests.support.generation import Generated, generate, tree
 
-DRIVERS = ("async", "sync")
-TARGETS = ("docker-compose", "kubernetes", "systemd")
 COMBINATIONS = [
     {"db_driver": driver, "deployment_target": target, "pgbouncer": False}
     for driver, target in itertools.product(DRIVERS, TARGETS)

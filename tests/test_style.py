@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.generation import REPO
+from tests.support.answers import REPO
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])

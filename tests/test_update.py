@@ -20,9 +20,9 @@ import copier
 import pytest
 import yaml
 
-from tests.generation import generate, template_source
+from tests.support.answers import DRIVERS
+from tests.support.generation import generate, template_source
 
-DRIVERS = ("async", "sync")
 SLUG = "update_check"
 DESCRIPTION = "Generated to check copier update."
 ANSWERS = {"project_name": "Update Check", "project_slug": SLUG, "description": DESCRIPTION}

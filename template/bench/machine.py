@@ -102,32 +102,22 @@ def discover_capacity(url: str, probes: int = 24) -> Capacity:
 
 async def _discover(url: str, probes: int) -> Capacity:
     answers = [await _json(url, "/capacity") for _ in range(probes)]
-    answers = [answer for answer in answers if answer]
+    answers = [answer for answer in answers if answer is not None]
     if not answers:
         return Capacity(None, None, None, "not published by the service")
-    pids = {answer["pid"] for answer in answers if isinstance(answer.get("pid"), int)}
-    first = answers[0]
-    budget = _field(first, "admission", "queue_budget_ms")
-    threads = _field(first, "threads", "limit")
+    first = answers[0]  # the service's WorkerCapacity (api/capacity.py)
     return Capacity(
-        workers=len(pids) or None,
-        queue_budget_ms=float(budget) if isinstance(budget, int | float) else None,
-        thread_limit=threads if isinstance(threads, int) else None,
+        workers=len({answer["pid"] for answer in answers}),
+        queue_budget_ms=float(first["admission"]["queue_budget_ms"]),
+        thread_limit=int(first["threads"]["limit"]),
         source="GET /capacity",
     )
 
 
-def _field(payload: dict[str, Any], section: str, name: str) -> object:
-    part = payload.get(section)
-    return part.get(name) if isinstance(part, dict) else None
-
-
-async def _json(url: str, path: str) -> dict[str, Any]:
+async def _json(url: str, path: str) -> dict[str, Any] | None:
+    """The JSON a 200 answer carries; None for any other answer, or none."""
     try:
         answer = await get_once(url, path)
-        if answer.status != 200:
-            return {}
-        payload = json.loads(answer.body)
     except (*REQUEST_ERRORS, TimeoutError):
-        return {}
-    return payload if isinstance(payload, dict) else {}
+        return None
+    return json.loads(answer.body) if answer.status == 200 else None

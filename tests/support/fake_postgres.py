@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 SSL_REQUEST = 80877103  # the "protocol version" numbers of the two encryption requests
 GSSENC_REQUEST = 80877104
-CANCEL_REQUEST = 80877102
 
 
 Session = Callable[[socket.socket], None]

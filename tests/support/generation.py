@@ -16,11 +16,9 @@ from types import ModuleType
 from typing import Any
 
 import copier
-import yaml
 from cookiecutter.main import cookiecutter
 
-REPO = Path(__file__).resolve().parents[1]
-TOOLS = ("copier", "cookiecutter")
+from tests.support.answers import REPO, TOOLS
 
 
 @cache
@@ -65,22 +63,6 @@ def template_module(relative: str) -> ModuleType:
         sys.modules[name] = module  # dataclasses look their module up while the class is made
         spec.loader.exec_module(module)
     return sys.modules[name]
-
-
-def copier_questions() -> dict[str, dict[str, Any]]:
-    """copier.yml's questions (what users answer), in order."""
-    from hooks.copier_rules import load_copier_config, questions
-
-    return questions(load_copier_config(REPO))
-
-
-def default_answers() -> dict[str, Any]:
-    """The default answer to every question that has a literal default."""
-    return {
-        name: spec["default"]
-        for name, spec in copier_questions().items()
-        if "default" in spec and "{{" not in str(spec["default"])
-    }
 
 
 @dataclass
@@ -143,7 +125,3 @@ def generate(
 def tree(project: Path) -> dict[str, bytes]:
     """Every file of a generated project by relative path, with its bytes."""
     return {str(path.relative_to(project)): path.read_bytes() for path in sorted(project.rglob("*")) if path.is_file()}
-
-
-def read_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text())

@@ -1,16 +1,14 @@
 """A generated service installed in its own virtual environment, and gunicorn serving it.
 
-The plumbing the boot tests share: the answers they generate with, how a service's
-environment is built, gunicorn started and stopped as a real process, and a watch on the
-database's connections in pg_stat_activity.
+The plumbing the boot tests and the benchmarks share: the answers the tests generate with,
+how a service's environment is built, gunicorn started and stopped as a real process, and a
+watch on the database's connections in pg_stat_activity.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
-from tests.generation import generate
+from tests.support.generation import generate
+from tests.support.processes import NotReadyError, answers_200, free_port, running, wait_until_ready
 
-DRIVERS = ("async", "sync")
 WORKERS = 2
 POOL_SIZE = 3
 MAX_OVERFLOW = 2
@@ -37,7 +34,8 @@ BUDGET = WORKERS * (POOL_SIZE + MAX_OVERFLOW)  # connections one instance may ev
 STARTUP_TIMEOUT = 30  # seconds for gunicorn to answer /healthz
 MISSING_ID = 2**62  # a valid bigint no test creates
 
-# The service's environment is the test's own, minus anything that would steer it.
+# A service's environment is ours, minus anything that would steer it: the variables it reads
+# (its settings are DB_*, PGBOUNCER*, and the bench endpoints' BENCH_*) and those of Python and gunicorn.
 STEERING = (
     "VIRTUAL_ENV",
     "PYTHONPATH",
@@ -48,6 +46,7 @@ STEERING = (
     "GRACEFUL_TIMEOUT",
     "GUNICORN_CMD_ARGS",
 )
+STEERING_PREFIXES = ("DB_", "PGBOUNCER", "BENCH_")
 
 
 @dataclass(frozen=True)
@@ -84,37 +83,41 @@ class Gunicorn:
 
 def service_env(**overrides: str) -> dict[str, str]:
     inherited = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in STEERING and not key.startswith(("DB_", "PGBOUNCER"))
+        key: value for key, value in os.environ.items() if key not in STEERING and not key.startswith(STEERING_PREFIXES)
     }
     return {**inherited, **overrides}
 
 
+class CommandFailedError(AssertionError):
+    """A command that exited with a code other than 0; the message holds its output."""
+
+
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> str:
+    """Run a command of a service (in its environment by default); its stdout, if it exits 0."""
     result = subprocess.run(
         command, cwd=cwd, env=env or service_env(), capture_output=True, text=True, timeout=timeout, check=False
     )
-    assert result.returncode == 0, (
-        f"`{shlex.join(command)}` failed with {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    )
+    if result.returncode != 0:
+        raise CommandFailedError(
+            f"`{shlex.join(command)}` failed with {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
     return result.stdout
 
 
-def generate_and_install(answers: dict[str, object], workdir: Path, uv: str) -> Project:
+def generate_and_install(answers: dict[str, object], workdir: Path, uv: str, extra: str = "test") -> Project:
     """Generate a variant with copier (answers must name its db_driver) and install it."""
     generated = generate("copier", answers, workdir)
     assert generated.project is not None, generated.error
-    return install(generated.project, str(answers["db_driver"]), uv)
+    return install(generated.project, str(answers["db_driver"]), uv, extra)
 
 
-def install(path: Path, driver: str, uv: str) -> Project:
-    """A generated project installed into its own .venv with uv, test extra included."""
+def install(path: Path, driver: str, uv: str, extra: str = "test") -> Project:
+    """A generated project installed into its own .venv with uv, with one of its extras (test, bench)."""
     env = service_env(UV_PYTHON_DOWNLOADS="never")
     run([uv, "venv", "--quiet", "--python", sys.executable, ".venv"], cwd=path, env=env)
     # Compiled now, or every gunicorn worker compiles its imports again (PYTHONDONTWRITEBYTECODE).
-    install = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", ".venv/bin/python", "-e", ".[test]"]
-    run(install, cwd=path, env=env)
+    install = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", ".venv/bin/python"]
+    run([*install, "-e", f".[{extra}]"], cwd=path, env=env)
     return Project(path, driver)
 
 
@@ -161,59 +164,36 @@ def item_paths(database: Database, names: list[str]) -> list[str]:
     return [f"/items/{item_id}" for (item_id,) in rows]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def gunicorn(project: Project, database_url: str, workers: int = WORKERS, **settings: str) -> Iterator[Gunicorn]:
     """Serve the project on a free port until the block ends (SIGTERM, then SIGKILL if it must)."""
     port = free_port()
     log = project.path.parent / f"gunicorn-{port}.log"
     env = service_env(DATABASE_URL=database_url, WEB_CONCURRENCY=str(workers), PORT=str(port), **settings)
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [project.bin("gunicorn"), "-c", "gunicorn.conf.py"],
-            cwd=project.path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    server = Gunicorn(process, f"http://127.0.0.1:{port}", log)
-    try:
-        wait_until_ready(server, workers)
+    command = [project.bin("gunicorn"), "-c", "gunicorn.conf.py"]
+    with running(command, log, cwd=project.path, env=env) as process:
+        server = Gunicorn(process, f"http://127.0.0.1:{port}", log)
+        wait_until_serving(server, workers)
         yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
-def wait_until_ready(server: Gunicorn, workers: int) -> None:
+def wait_until_serving(server: Gunicorn, workers: int) -> None:
     """Until every worker has finished its lifespan startup and /healthz answers.
 
     One answer from /healthz proves only that one worker is up; tests that look at every worker's
     startup line would otherwise race the slower one.
     """
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {server.process.returncode} at startup:\n{server.output()}")
-        if server.output().count("Application startup complete.") >= workers:
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-        time.sleep(0.1)
-    pytest.fail(f"gunicorn's {workers} workers were not all ready within {STARTUP_TIMEOUT} s:\n{server.output()}")
+
+    def ready() -> bool:
+        started = server.output().count("Application startup complete.") >= workers
+        return started and answers_200(f"{server.url}/healthz")
+
+    try:
+        wait_until_ready(
+            server.process, ready, STARTUP_TIMEOUT, name=f"gunicorn ({workers} workers)", output=server.output
+        )
+    except NotReadyError as error:
+        pytest.fail(str(error))
 
 
 class ConnectionWatch:
