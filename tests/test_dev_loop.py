@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import DRIVERS, free_port, generate_and_install, service_env
+from tests.support.answers import DRIVERS
+from tests.support.processes import free_port
+from tests.support.services import generate_and_install, service_env
 
 pytestmark = pytest.mark.boot
 

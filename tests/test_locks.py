@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.generation import generate
-from tests.services import DRIVERS
+from tests.support.answers import DRIVERS
+from tests.support.generation import generate
 
 # A slug other than the default's: the lock names the project as the answers do.
 ANSWERS = {"project_name": "Locked Check", "project_slug": "locked_check"}

@@ -11,28 +11,22 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.generation import copier_questions, generate
-from tests.services import DRIVERS, service_env
+from tests.support.answers import DRIVERS, choices
+from tests.support.deploy import tool
+from tests.support.generation import generate
+from tests.support.services import service_env
 
 ACTIONLINT = Path(__file__).parent / "actionlint"
-PYTHON_VERSIONS = copier_questions()["python_version"]["choices"]
+PYTHON_VERSIONS = choices("python_version")
 OLDEST_SUPPORTED = "3.11"  # pyproject.toml's requires-python
 STEPPED_JOBS = ("lint", "types", "test")  # the jobs whose steps the boot test runs here
 ECOSYSTEMS = {"uv", "docker", "github-actions"}
-
-
-def checker(name: str) -> str:
-    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is missing: `uv sync` installs it", pytrace=False)
-    return found
 
 
 def passes(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> None:
@@ -72,7 +66,7 @@ def test_the_workflow_and_dependabot_pass_their_schemas(rendered: tuple[str, Pat
         ("vendor.github-workflows", ".github/workflows/ci.yml"),
         ("vendor.dependabot", ".github/dependabot.yml"),
     ):
-        passes([checker("check-jsonschema"), "--builtin-schema", schema, path], cwd=project)
+        passes([tool("check-jsonschema"), "--builtin-schema", schema, path], cwd=project)
 
 
 def test_actionlint_reports_nothing(rendered: tuple[str, Path], actionlint: list[str]) -> None:
@@ -94,7 +88,7 @@ def test_actionlint_does_report_a_broken_workflow(rendered: tuple[str, Path], ac
 
 def test_pre_commit_accepts_its_configuration(rendered: tuple[str, Path]) -> None:
     _, project = rendered
-    passes([checker("pre-commit"), "validate-config", ".pre-commit-config.yaml"], cwd=project)
+    passes([tool("pre-commit"), "validate-config", ".pre-commit-config.yaml"], cwd=project)
     hooks = {
         hook["id"]
         for repo in yaml.safe_load((project / ".pre-commit-config.yaml").read_text())["repos"]
