@@ -31,7 +31,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.generation import generate, template_module
+from tests.generation import capacity_package, generate, plan_inputs
 
 DRIVERS = ("async", "sync")
 TARGETS = ("docker-compose", "kubernetes", "systemd")
@@ -57,7 +57,7 @@ UNUSUAL = {
 # connections <= 77, and a server pool of 13 <= 200 - 20.
 UNUSUAL_PGBOUNCER = {"pgbouncer": True, "pgbouncer_max_client_conn": 77, "pgbouncer_pool_size": 13}
 # Where each target keeps PgBouncer's configuration.
-capacity = template_module("src/{{ cookiecutter.project_slug }}/capacity.py")
+capacity = capacity_package()
 
 PGBOUNCER_INI = {
     "docker-compose": "pgbouncer.ini",
@@ -156,10 +156,8 @@ class Rendered:
         }
 
     def plan(self, **numbers: int) -> Any:
-        """capacity.py's plan for the answers, with `numbers` read from a generated file instead."""
-        answers = {name: self.answers[name] for name in PLAN_ANSWERS if name in self.answers}
-        inputs = capacity.PlanInputs(driver=self.answers["db_driver"], **{**answers, **numbers})
-        return capacity.CapacityPlan(inputs)
+        """The capacity package's plan for the answers, with `numbers` read from a generated file instead."""
+        return capacity.CapacityPlan(plan_inputs({**self.answers, **numbers}))
 
     def dockerfile_exposes(self) -> list[int]:
         return [int(port) for port in re.findall(r"^EXPOSE\s+(\d+)", (self.path / "Dockerfile").read_text(), re.M)]
@@ -170,20 +168,7 @@ class Rendered:
         return users[-1]
 
 
-# The answers the plan is computed from; PgBouncer's are stored (and count) with PgBouncer only.
-PLAN_ANSWERS = (
-    "replicas",
-    "max_surge",
-    "workers",
-    "pool_size",
-    "max_overflow",
-    "db_max_connections",
-    "db_reserved_connections",
-    "pgbouncer",
-    "pgbouncer_max_client_conn",
-    "pgbouncer_pool_size",
-)
-# The ConfigMap's environment variable for each, as settings.py reads them.
+# The ConfigMap's environment variable for each answer the plan is computed from, as settings.py reads them.
 PLAN_VARIABLES = {
     "workers": "WEB_CONCURRENCY",
     "pool_size": "DB_POOL_SIZE",

@@ -17,7 +17,7 @@ MAX_SURGE = {{ cookiecutter.max_surge|int }}  # MAX_SURGE
 
 # PgBouncer (transaction pooling) between the service and PostgreSQL, when True: its
 # max_client_conn, which the fleet's connections must fit, and its server pool, which is what
-# PostgreSQL sees (see capacity.py)
+# PostgreSQL sees (see capacity/plan.py)
 PGBOUNCER = {{ cookiecutter.pgbouncer }}  # PGBOUNCER
 PGBOUNCER_MAX_CLIENT_CONN = {{ cookiecutter.pgbouncer_max_client_conn|int }}  # PGBOUNCER_MAX_CLIENT_CONN
 PGBOUNCER_POOL_SIZE = {{ cookiecutter.pgbouncer_pool_size|int }}  # PGBOUNCER_POOL_SIZE: its connections to PostgreSQL
