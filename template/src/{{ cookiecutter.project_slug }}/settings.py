@@ -9,6 +9,10 @@ Settings check each value on its own, and the deadlines against each other; whet
 connection numbers fit together is the capacity plan's question (the capacity package),
 asked by gunicorn.conf.py and by every worker as it starts.
 
+Importing settings loads no web framework and no database driver, and SQLAlchemy only once a
+database URL is parsed (for its URL parser): gunicorn's master and `python -m
+{{ cookiecutter.project_slug }}.capacity` read settings, and serve nothing.
+
 A bad value is reported by `load_settings()` as a SettingsError: one line per bad variable,
 naming it, the value given and what is accepted. Entry points (gunicorn.conf.py, `python -m`,
 the app factory, alembic) call `settings_or_exit()`, which prints those lines and exits with
@@ -19,21 +23,22 @@ import re
 import shlex
 import sys
 from types import UnionType
-from typing import Literal, Self, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Literal, Self, TypeVar, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from . import defaults
 from .capacity import DEFAULT_QUEUE_BUDGET_MS, DEFAULT_SPARE_THREADS, CapacityPlan, PlanInputs
 from .capacity.wording import does_not_fit
 from .cpus import available_cpus
-from .db import DRIVER, DRIVERNAME
+from .defaults import DRIVER, DRIVERNAME
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 # Schemes that mean "PostgreSQL, driver not said": libpq's and Heroku-style URLs.
 PLAIN_SCHEMES = ("postgresql", "postgres")
@@ -219,8 +224,10 @@ class Settings(PlanSettings):
         """Accept plain PostgreSQL URLs and give them the driver this service is built on."""
         if value is None:
             return None
+        from sqlalchemy.exc import ArgumentError  # with the parser: see _parse_url
+
         try:
-            url = make_url(value)
+            url = _parse_url(value)
         except (ArgumentError, ValueError) as error:
             raise ValueError(f"it is not a URL; use {URL_FORM}") from error
         if url.drivername in PLAIN_SCHEMES:
@@ -247,7 +254,18 @@ class Settings(PlanSettings):
     @property
     def safe_database_url(self) -> str:
         """DATABASE_URL with the password masked, for logs."""
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        return _parse_url(self.database_url).render_as_string(hide_password=True)
+
+
+def _parse_url(value: str) -> "URL":
+    """A database URL, parsed by SQLAlchemy as the engine will parse it.
+
+    Imported here rather than at the top: PlanSettings has no URL, so planning alone
+    (`python -m {{ cookiecutter.project_slug }}.capacity`) never loads SQLAlchemy.
+    """
+    from sqlalchemy.engine import make_url
+
+    return make_url(value)
 
 
 # Loading settings for an entry point: what is wrong, in words an operator acts on.

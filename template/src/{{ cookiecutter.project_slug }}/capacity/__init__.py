@@ -13,9 +13,7 @@ from .plan import (
     DEFAULT_SPARE_THREADS,
     QUEUE_PER_CONNECTION,
     CapacityPlan,
-    Driver,
     PlanInputs,
-    default_admission_queue,
 )
 from .server import (
     ServerLimits,
@@ -32,11 +30,9 @@ __all__ = [
     "DEFAULT_SPARE_THREADS",
     "QUEUE_PER_CONNECTION",
     "CapacityPlan",
-    "Driver",
     "PlanInputs",
     "ServerLimits",
     "ServerNotCheckedError",
-    "default_admission_queue",
     "format_table",
     "read_server_limits",
     "rows",

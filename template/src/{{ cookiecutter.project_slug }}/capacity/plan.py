@@ -42,7 +42,6 @@ Driver = Literal["async", "sync"]
 # AnyIO's default thread pool; the async variant keeps it, as no database work runs there.
 ANYIO_DEFAULT_THREADS = 40
 
-
 # QUEUE_BUDGET_MS when unset (settings.py): half a second. 64 keep-alive clients on one 2-core
 # machine queued 60 ms on average and up to about 250 ms at the tail, which is load to serve,
 # not to refuse; an overloaded worker's admitted requests still wait no longer than this.
@@ -54,11 +53,6 @@ DEFAULT_SPARE_THREADS = 8
 # decides who waits; this only bounds memory: at 1 ms queries a worker with 10 connections
 # serves 80 queued requests within 8 ms, so the cap is rarely what refuses.
 QUEUE_PER_CONNECTION = 8
-
-
-def default_admission_queue(connections_per_worker: int) -> int:
-    """The most requests a worker lets queue for a connection, when not set."""
-    return QUEUE_PER_CONNECTION * connections_per_worker
 
 
 @dataclass(frozen=True)
@@ -145,9 +139,10 @@ class CapacityPlan:
 
     @property
     def admission_queue(self) -> int:
+        """The most requests a worker lets queue for a connection."""
         if self.inputs.admission_queue is not None:
             return self.inputs.admission_queue
-        return default_admission_queue(self.connections_per_worker)
+        return QUEUE_PER_CONNECTION * self.connections_per_worker
 
     @property
     def admission_limit(self) -> int:
