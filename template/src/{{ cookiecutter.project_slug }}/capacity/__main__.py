@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print("\nThe plan does not fit:", *problems, sep="\n  ", file=sys.stderr)
         return PLAN_DOES_NOT_FIT
-    print("\n" + wording.fits(plan))
+    print("\n" + wording.plan_fits(plan))
     return 0
 
 

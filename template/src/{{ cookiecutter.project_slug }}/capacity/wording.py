@@ -79,7 +79,7 @@ def admission(plan: CapacityPlan) -> str:
     )
 
 
-def fits(plan: CapacityPlan) -> str:
+def plan_fits(plan: CapacityPlan) -> str:
     """That the plan fits, and what is left to spare at peak."""
     if plan.inputs.pgbouncer:
         return (
