@@ -13,6 +13,7 @@ from pathlib import Path
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
+from {{ cookiecutter.project_slug }}.capacity import rows
 from {{ cookiecutter.project_slug }}.settings import Settings, plan_or_exit, settings_or_exit
 from {{ cookiecutter.project_slug }}.worker import handover
 
@@ -80,7 +81,7 @@ def when_ready(server: Arbiter) -> None:
         f"workers: {workers} (WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', 'unset')});"
         f" database {s.safe_database_url}, pool timeout {s.db_pool_timeout:g}s"
     )
-    for quantity, value, derivation in s.capacity_plan().rows():
+    for quantity, value, derivation in rows(s.capacity_plan()):
         server.log.info(f"capacity plan: {quantity} = {value} ({derivation})")
 
 

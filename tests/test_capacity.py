@@ -1,16 +1,16 @@
-"""The capacity plan's two implementations agree: capacity.py at run time, hooks/plan.jinja at generation.
+"""The capacity plan's two implementations agree: the capacity package at run time, hooks/plan.jinja at generation.
 
-capacity.py (template/src/<slug>/capacity.py) is plain Python in the template
-tree, so it is imported from there and tested without generating a project.
-hooks/plan.jinja's macros give copier.yml's rules and message, the README and
-the deployment files their numbers: they are rendered here for random answers
-and compared with capacity.py's, and the rules in copier.yml are evaluated the
-way the cookiecutter hook evaluates them.
+The capacity package (template/src/<slug>/capacity/) is plain Python in the
+template tree, so it is imported from there and tested without generating a
+project. hooks/plan.jinja's macros give copier.yml's rules and message, the
+README and the deployment files their numbers: they are rendered here for
+random answers and compared with the package's, and the rules in copier.yml
+are evaluated the way the cookiecutter hook evaluates them.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from hooks.copier_rules import AnswerRefusedError, load_copier_config, validate
 from tests.support.answers import REPO, TOOLS, default_answers
 from tests.support.cli import run_cli
-from tests.support.generation import generate, template_module
+from tests.support.generation import capacity_package, generate, plan_inputs
 
-capacity = template_module("src/{{ cookiecutter.project_slug }}/capacity.py")
+capacity = capacity_package()
 COPIER_CONFIG = load_copier_config(REPO)
 
 BASE = capacity.PlanInputs(
@@ -38,6 +38,12 @@ BASE = capacity.PlanInputs(
     max_overflow=5,
     db_max_connections=100,
     db_reserved_connections=10,
+    queue_budget_ms=500,
+    admission_queue=None,
+    spare_threads=8,
+    pgbouncer=False,
+    pgbouncer_max_client_conn=100,
+    pgbouncer_pool_size=20,
 )
 
 
@@ -223,17 +229,17 @@ def test_impossible_pgbouncer_numbers_are_named_only_with_pgbouncer(changes: dic
 
 
 def test_the_table_shows_both_sides_of_pgbouncer() -> None:
-    rows = {quantity: value for quantity, value, _ in plan(pgbouncer=True, pgbouncer_pool_size=12).rows()}
+    rows = {quantity: value for quantity, value, _ in capacity.rows(plan(pgbouncer=True, pgbouncer_pool_size=12))}
     assert rows["pgbouncer client limit"] == "100"
     assert rows["headroom at peak"] == str(100 - 40)
     assert rows["pgbouncer server connections"] == "12"
     assert rows["server headroom"] == str(90 - 12)
-    assert "pgbouncer client limit" not in {quantity for quantity, _, _ in plan().rows()}
+    assert "pgbouncer client limit" not in {quantity for quantity, _, _ in capacity.rows(plan())}
 
 
 def test_the_table_shows_every_number() -> None:
     table = capacity.format_table(plan())
-    for quantity, value, _ in plan().rows():
+    for quantity, value, _ in capacity.rows(plan()):
         assert f"| {quantity}" in table
         assert f" {value} " in table
 
@@ -265,7 +271,7 @@ def test_generation_rule_and_capacity_plan_agree(numbers: dict[str, Any]) -> Non
         generation_refusal = None
     except AnswerRefusedError as refusal:
         generation_refusal = str(refusal)
-    problems = capacity.CapacityPlan(capacity.PlanInputs(driver="async", **numbers)).problems()
+    problems = capacity.CapacityPlan(plan_inputs({"db_driver": "async", **numbers})).problems()
     assert (generation_refusal is None) == (problems == [])
     if generation_refusal and generation_refusal.startswith("connection budget exceeded"):
         # Generation stops at the first rule broken, in question order; the plan lists them in it.
@@ -289,7 +295,7 @@ def test_generation_rule_and_capacity_plan_say_the_same_words(numbers: dict[str,
     answers = {**default_answers(), "project_slug": "my_service", **numbers}
     with pytest.raises(AnswerRefusedError) as refusal:
         validate(COPIER_CONFIG, answers)
-    problems = capacity.CapacityPlan(inputs_for(answers)).problems()
+    problems = capacity.CapacityPlan(plan_inputs(answers)).problems()
     assert problems[0] == str(refusal.value)
 
 
@@ -329,26 +335,25 @@ def as_cookiecutter_gives_them(answers: dict[str, Any]) -> dict[str, Any]:
 
 @settings(max_examples=300, deadline=None)
 @given(numbers=budget_inputs, driver=st.sampled_from(["async", "sync"]), as_strings=st.booleans())
-def test_the_generation_time_plan_is_capacity_py_plan(numbers: dict[str, Any], driver: str, as_strings: bool) -> None:
+def test_the_generation_time_plan_is_the_run_time_plan(numbers: dict[str, Any], driver: str, as_strings: bool) -> None:
     """As copier gives the answers (numbers) and as cookiecutter does (strings)."""
     answers = {**numbers, "db_driver": driver}
     given_answers = as_cookiecutter_gives_them(answers) if as_strings else answers
     rendered = render_plan([f"plan.{name}(a)" for name in PLAN_NUMBERS], given_answers)
-    expected = capacity.CapacityPlan(capacity.PlanInputs(driver=driver, **numbers))
+    expected = capacity.CapacityPlan(plan_inputs(answers))
     assert dict(zip(PLAN_NUMBERS, map(int, rendered), strict=True)) == {
         name: getattr(expected, name) for name in PLAN_NUMBERS
     }
 
 
-def test_the_generation_time_constants_are_capacity_py_defaults() -> None:
+def test_the_generation_time_constants_are_the_run_time_defaults() -> None:
     """The spare threads, the queue budget and per-connection cap, and AnyIO's pool, which the
     README also names in its prose."""
-    defaults = {field.name: field.default for field in fields(capacity.PlanInputs)}
     names = ["spare_threads", "queue_budget_ms", "queue_per_connection", "anyio_default_threads"]
     rendered = render_plan([f"plan.{name}()" for name in names], {})
     assert rendered == [
-        str(defaults["spare_threads"]),
-        str(defaults["queue_budget_ms"]),
+        str(capacity.DEFAULT_SPARE_THREADS),
+        str(capacity.DEFAULT_QUEUE_BUDGET_MS),
         str(capacity.QUEUE_PER_CONNECTION),
         str(capacity.ANYIO_DEFAULT_THREADS),
     ]
@@ -405,25 +410,12 @@ SHOWN_PLANS = {
 }
 
 
-def inputs_for(answers: dict[str, Any]) -> Any:
-    merged = {**default_answers(), **answers}
-    return capacity.PlanInputs(
-        driver=merged["db_driver"],
-        **{key: merged[key] for key in ("replicas", "max_surge", "workers", "pool_size", "max_overflow")},
-        db_max_connections=merged["db_max_connections"],
-        db_reserved_connections=merged["db_reserved_connections"],
-        pgbouncer=merged["pgbouncer"],
-        pgbouncer_max_client_conn=merged["pgbouncer_max_client_conn"],
-        pgbouncer_pool_size=merged["pgbouncer_pool_size"],
-    )
-
-
 @pytest.mark.parametrize("answers", SHOWN_PLANS.values(), ids=SHOWN_PLANS.keys())
-def test_the_generated_readme_shows_the_plan_capacity_py_computes(answers: dict[str, Any], tmp_path: Path) -> None:
+def test_the_generated_readme_shows_the_run_time_plan(answers: dict[str, Any], tmp_path: Path) -> None:
     generated = generate("copier", answers, tmp_path)
     assert generated.project is not None, generated.error
     readme = (generated.project / "README.md").read_text()
-    for quantity, value, derivation in capacity.CapacityPlan(inputs_for(answers)).rows():
+    for quantity, value, derivation in capacity.rows(capacity.CapacityPlan(plan_inputs(answers))):
         assert f"| {quantity} | {value} | {derivation} |" in readme
 
 
@@ -432,7 +424,7 @@ def test_the_generated_readme_shows_the_plan_capacity_py_computes(answers: dict[
 def test_both_tools_summarise_the_plan_after_generation(answers: dict[str, Any], tool: str, tmp_path: Path) -> None:
     result = run_cli(tool, answers, tmp_path / "run")
     assert result.returncode == 0, result.stderr
-    plan = capacity.CapacityPlan(inputs_for(answers))
+    plan = capacity.CapacityPlan(plan_inputs(answers))
     shown = result.stdout + result.stderr
     if plan.inputs.pgbouncer:
         assert (

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.generation import template_module
+from tests.support.generation import capacity_package, plan_inputs, template_module
 from tests.support.processes import free_port
 from tests.support.services import (
     BUDGET,
@@ -44,21 +44,23 @@ from tests.support.services import (
 
 pytestmark = pytest.mark.boot
 
-capacity = template_module("src/{{ cookiecutter.project_slug }}/capacity.py")
+capacity = capacity_package()
 LOCK_SECONDS = 3.0
 
 
 def plan_for(driver: str) -> Any:
     return capacity.CapacityPlan(
-        capacity.PlanInputs(
-            driver=driver,
-            replicas=1,
-            max_surge=1,
-            workers=WORKERS,
-            pool_size=POOL_SIZE,
-            max_overflow=MAX_OVERFLOW,
-            db_max_connections=100,
-            db_reserved_connections=10,
+        plan_inputs(
+            {
+                "db_driver": driver,
+                "replicas": 1,
+                "max_surge": 1,
+                "workers": WORKERS,
+                "pool_size": POOL_SIZE,
+                "max_overflow": MAX_OVERFLOW,
+                "db_max_connections": 100,
+                "db_reserved_connections": 10,
+            }
         )
     )
 

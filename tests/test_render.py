@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import yaml
 from jinja2 import Environment, StrictUndefined
 
-from tests.support.answers import DRIVERS, TARGETS, TOOLS, copier_questions
+from tests.support.answers import DRIVERS, REPO, TARGETS, TOOLS, copier_questions
 from tests.support.generation import Generated, generate, tree
 
 COMBINATIONS = [
@@ -130,6 +131,31 @@ def test_generated_files_speak_of_the_generated_project_only(rendered: dict[str,
         for path, content in tree(project(rendered)).items()
         for mention in TEMPLATE_REPOSITORY_MENTIONS
         if mention.lower().encode() in content.lower() and path != ".copier-answers.yml"
+    ]
+    assert mentions == []
+
+
+@cache
+def repository_files() -> tuple[str, ...]:
+    """The files git tracks in this repository outside the template tree."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return tuple(path for path in listed.split("\0") if path and not path.startswith("template/"))
+
+
+def test_generated_files_name_no_file_of_this_repository(rendered: dict[str, Generated]) -> None:
+    """A path of this repository that the project lacks (tests/generation.py, hooks/plan.jinja), or
+    the name of such a file where the project has none by that name (BENCHMARKS.md, plan.jinja)."""
+    files = tree(project(rendered))
+    names = {Path(path).name for path in files}
+    foreign = {path for path in repository_files() if path not in files} | {
+        Path(path).name for path in repository_files() if "." in Path(path).name and Path(path).name not in names
+    }
+    mentioned = re.compile("|".join(rf"(?<![\w/.-]){re.escape(name)}(?![\w-])" for name in sorted(foreign)))
+    mentions = [
+        f"{path}: {found.group()!r}"
+        for path, content in files.items()
+        if path != ".copier-answers.yml"
+        for found in mentioned.finditer(content.decode(errors="replace"))
     ]
     assert mentions == []
 

@@ -1,5 +1,6 @@
 """The capacity plan: CPU detection, the command line, and the checks against the server."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.project_slug }} import capacity_cli
+from {{ cookiecutter.project_slug }}.capacity import ServerNotCheckedError, read_server_limits
 from {{ cookiecutter.project_slug }}.cpus import affinity_cpus, available_cpus, cgroup_cpu_quota
+from {{ cookiecutter.project_slug }}.db import query_server
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -205,6 +207,40 @@ def test_the_plan_needs_no_database_url() -> None:
     assert "The plan fits" in result.stdout
 
 
+# A sitecustomize for the command's interpreter: counts each time a file's module code runs
+# (the audit event "exec" fires for every module executed, imported or run as __main__).
+COUNT_MODULE_RUNS = """
+import atexit, collections, json, os, pathlib, sys
+
+runs = collections.Counter()
+
+
+def count(event, arguments):
+    if event == "exec" and hasattr(arguments[0], "co_filename"):
+        runs[arguments[0].co_filename] += 1
+
+
+sys.addaudithook(count)
+atexit.register(lambda: pathlib.Path(os.environ["MODULE_RUNS"]).write_text(json.dumps(runs)))
+"""
+
+
+def test_the_command_runs_each_module_of_the_package_once(tmp_path: Path) -> None:
+    """Not once as __main__ and again as an import, with module-level state twice over."""
+    (tmp_path / "sitecustomize.py").write_text(COUNT_MODULE_RUNS)
+    counted = tmp_path / "runs.json"
+    path = [str(tmp_path), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    result = run_capacity(None, PYTHONPATH=os.pathsep.join(path), MODULE_RUNS=str(counted))
+    assert result.returncode == 0, result.stderr
+    package = (PROJECT / "src" / "{{ cookiecutter.project_slug }}" / "capacity").resolve()
+    runs = {
+        Path(filename).name: times
+        for filename, times in json.loads(counted.read_text()).items()
+        if Path(filename).resolve().parent == package
+    }
+    assert runs == {module.name: 1 for module in package.glob("*.py")}
+
+
 @pytest.mark.parametrize(
     ("arguments", "environment", "line"),
     [
@@ -277,10 +313,10 @@ def test_a_server_that_does_not_answer_exits_3_naming_it(unanswered_url: str) ->
 def test_the_server_check_gives_up_sooner_than_a_long_pool_timeout(
     monkeypatch: pytest.MonkeyPatch, silent_database_url: str
 ) -> None:
-    monkeypatch.setattr(capacity_cli, "CHECK_TIMEOUT", 1.0)
+    monkeypatch.setattr("{{ cookiecutter.project_slug }}.capacity.server.CHECK_TIMEOUT", 1.0)
     settings = Settings(database_url=silent_database_url, db_pool_timeout=30)
     started = time.monotonic()
-    with pytest.raises(capacity_cli.ServerNotCheckedError, match=r"^could not check the server "):
-        capacity_cli.read_server_limits(settings)
+    with pytest.raises(ServerNotCheckedError, match=r"^could not check the server "):
+        read_server_limits(settings, query_server)
     took = time.monotonic() - started
     assert took < 10, f"waited {took:.1f} s, as if for DB_POOL_TIMEOUT"

@@ -1,14 +1,18 @@
 """Settings: read from the environment, DATABASE_URL normalised, the capacity plan derived,
 and every bad value refused in one line naming the variable, the value and what is accepted."""
 
+import json
 import shlex
+import subprocess
+import sys
 
 import pytest
 from pydantic import ValidationError
 
 from {{ cookiecutter.project_slug }} import defaults
 from {{ cookiecutter.project_slug }}.cpus import available_cpus
-from {{ cookiecutter.project_slug }}.db import DRIVER, DRIVERNAME, connect_args
+from {{ cookiecutter.project_slug }}.db import connect_args
+from {{ cookiecutter.project_slug }}.defaults import DRIVER, DRIVERNAME
 from {{ cookiecutter.project_slug }}.settings import (
     BAD_SETTINGS,
     PlanSettings,
@@ -375,3 +379,38 @@ def test_entry_points_exit_2_with_the_line_and_no_traceback(
         "WEB_CONCURRENCY=lots is not accepted; use a whole number from 1 to 256,"
         " or auto (one per CPU this process may use)"
     ]
+
+
+# Reading settings must not load these: gunicorn's master and `python -m <package>.capacity`
+# read settings and serve nothing. SQLAlchemy's URL parser comes with a database URL only.
+FRAMEWORK_AND_DRIVERS = ("fastapi", "starlette", "asyncpg", "psycopg")
+PROBE = """
+import json, sys
+from {{ cookiecutter.project_slug }} import capacity, settings
+
+def loaded(*packages):
+    return sorted(
+        name for name in sys.modules for package in packages
+        if name == package or name.startswith(package + ".")
+    )
+
+settings.PlanSettings().capacity_plan()
+print(json.dumps(loaded(*sys.argv[1:], "sqlalchemy")))
+settings.Settings(database_url="postgresql://app@db.example/app").capacity_plan()
+print(json.dumps(loaded(*sys.argv[1:], "sqlalchemy.ext.asyncio")))
+"""
+
+
+def test_reading_settings_loads_no_web_framework_engine_or_driver() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *FRAMEWORK_AND_DRIVERS],
+        env={"PATH": ""},  # nothing from the shell: every setting at its default
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    importing, with_a_url = map(json.loads, result.stdout.splitlines())
+    assert importing == [], "importing settings and the capacity package, and planning"
+    assert with_a_url == [], "reading a DATABASE_URL: SQLAlchemy's parser, not its asyncio layer"

@@ -26,9 +26,9 @@ import pytest
 import yaml
 
 from tests.support.answers import DRIVERS
-from tests.support.generation import generate, template_module
+from tests.support.generation import capacity_package, generate, plan_inputs
 
-capacity = template_module("src/{{ cookiecutter.project_slug }}/capacity.py")
+capacity = capacity_package()
 
 # Every number the deployment files share, away from its default; the budget still fits:
 # (3 + 0) x 3 x (4 + 2) = 54 <= 200 - 20. max_surge 0 takes the branch where a rollout stops a
@@ -137,10 +137,8 @@ class Rendered:
         }
 
     def plan(self, **numbers: int) -> Any:
-        """capacity.py's plan for the answers, with `numbers` read from a generated file instead."""
-        answers = {name: self.answers[name] for name in PLAN_ANSWERS if name in self.answers}
-        inputs = capacity.PlanInputs(driver=self.answers["db_driver"], **{**answers, **numbers})
-        return capacity.CapacityPlan(inputs)
+        """The capacity package's plan for the answers, with `numbers` read from a generated file instead."""
+        return capacity.CapacityPlan(plan_inputs({**self.answers, **numbers}))
 
     def dockerfile_exposes(self) -> list[int]:
         return [int(port) for port in re.findall(r"^EXPOSE\s+(\d+)", (self.path / "Dockerfile").read_text(), re.M)]
@@ -149,21 +147,6 @@ class Rendered:
         users = re.findall(r"^USER\s+(\S+)", (self.path / "Dockerfile").read_text(), re.M)
         assert users, "the Dockerfile sets no USER"
         return users[-1]
-
-
-# The answers the plan is computed from; PgBouncer's are stored (and count) with PgBouncer only.
-PLAN_ANSWERS = (
-    "replicas",
-    "max_surge",
-    "workers",
-    "pool_size",
-    "max_overflow",
-    "db_max_connections",
-    "db_reserved_connections",
-    "pgbouncer",
-    "pgbouncer_max_client_conn",
-    "pgbouncer_pool_size",
-)
 
 
 def render_case(case: Case, workdir: Path) -> Rendered:

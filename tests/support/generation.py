@@ -18,7 +18,7 @@ from typing import Any
 import copier
 from cookiecutter.main import cookiecutter
 
-from tests.support.answers import REPO, TOOLS
+from tests.support.answers import REPO, TOOLS, default_answers
 
 
 @cache
@@ -48,21 +48,59 @@ _SNAPSHOTS = tempfile.TemporaryDirectory(prefix="headroom-template-")
 
 
 def template_module(relative: str) -> ModuleType:
-    """Import a plain-Python file of the template tree (one without Jinja) as it will be generated.
+    """Import a plain-Python file or package of the template tree (without Jinja) as it will be generated.
 
     Modules such as the capacity plan and the throwaway PostgreSQL are tested
-    and used here without generating a project: one source for both.
+    and used here without generating a project: one source for both. A package
+    is imported with the modules its __init__.py imports, relative imports and all.
     """
     path = REPO / "template" / relative
     name = f"template_{path.stem}"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
+        package = [str(path)] if path.is_dir() else None
+        spec = importlib.util.spec_from_file_location(
+            name, path / "__init__.py" if package else path, submodule_search_locations=package
+        )
         assert spec, path
         assert spec.loader, path
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up while the class is made
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def capacity_package() -> ModuleType:
+    """The service's capacity package (src/<slug>/capacity/), as generated."""
+    return template_module("src/{{ cookiecutter.project_slug }}/capacity")
+
+
+# The capacity plan's inputs that are answers at generation, by the same names (but db_driver).
+PLAN_ANSWERS = (
+    "replicas",
+    "max_surge",
+    "workers",
+    "pool_size",
+    "max_overflow",
+    "db_max_connections",
+    "db_reserved_connections",
+    "pgbouncer",
+    "pgbouncer_max_client_conn",
+    "pgbouncer_pool_size",
+)
+
+
+def plan_inputs(answers: Mapping[str, Any]) -> Any:
+    """The capacity plan's inputs of a service generated with these answers (the others at their
+    defaults) and run with no environment: what is not an answer at the settings' defaults."""
+    capacity = capacity_package()
+    merged = {**default_answers(), **answers}
+    return capacity.PlanInputs(
+        driver=merged["db_driver"],
+        **{name: merged[name] for name in PLAN_ANSWERS},
+        queue_budget_ms=capacity.DEFAULT_QUEUE_BUDGET_MS,
+        admission_queue=None,
+        spare_threads=capacity.DEFAULT_SPARE_THREADS,
+    )
 
 
 @dataclass

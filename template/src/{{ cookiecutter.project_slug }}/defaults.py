@@ -5,6 +5,13 @@ keep your own code out of it, so that updates never conflict with your changes. 
 each value is overridden by the environment variable named beside it (see settings.py).
 """
 
+from typing import Literal
+
+# The database driver, fixed at generation (db.py is this driver's): settings read it here, so
+# that reading settings imports neither db.py nor what it needs (the engine, the web framework)
+DRIVER: Literal["{{ cookiecutter.db_driver }}"] = "{{ cookiecutter.db_driver }}"
+DRIVERNAME = "{{ 'postgresql+asyncpg' if cookiecutter.db_driver == 'async' else 'postgresql+psycopg' }}"  # the URL scheme SQLAlchemy knows it by
+
 # Processes and connections
 WORKERS = {{ cookiecutter.workers|int }}  # WEB_CONCURRENCY: gunicorn worker processes per instance
 POOL_SIZE = {{ cookiecutter.pool_size|int }}  # DB_POOL_SIZE: connections each worker keeps open
@@ -17,7 +24,7 @@ MAX_SURGE = {{ cookiecutter.max_surge|int }}  # MAX_SURGE
 
 # PgBouncer (transaction pooling) between the service and PostgreSQL, when True: its
 # max_client_conn, which the fleet's connections must fit, and its server pool, which is what
-# PostgreSQL sees (see capacity.py)
+# PostgreSQL sees (see capacity/plan.py)
 PGBOUNCER = {{ cookiecutter.pgbouncer }}  # PGBOUNCER
 PGBOUNCER_MAX_CLIENT_CONN = {{ cookiecutter.pgbouncer_max_client_conn|int }}  # PGBOUNCER_MAX_CLIENT_CONN
 PGBOUNCER_POOL_SIZE = {{ cookiecutter.pgbouncer_pool_size|int }}  # PGBOUNCER_POOL_SIZE: its connections to PostgreSQL

@@ -14,6 +14,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from .admission import AdmissionGate, refusal
+from .capacity import wording
 from .db import open_database
 from .settings import Settings
 
@@ -39,10 +40,10 @@ def apply_capacity_plan(app: FastAPI, settings: Settings) -> None:
     of starting the app (uvicorn, tests) and a worker whose environment differs.
     """
     if problems := settings.plan_problems():
-        raise CapacityError("capacity plan does not fit: " + "; ".join(problems))
+        raise CapacityError(wording.does_not_fit(problems))
     plan = settings.capacity_plan()
     # Sync handlers hold a thread while they run: one per connection an admitted request may
-    # hold, plus spare ones for handlers that do not use the database (see capacity.py).
+    # hold, plus spare ones for handlers that do not use the database (see capacity/plan.py).
     threads = anyio.to_thread.current_default_thread_limiter()
     threads.total_tokens = plan.thread_limit
     app.state.threads = threads
@@ -52,15 +53,4 @@ def apply_capacity_plan(app: FastAPI, settings: Settings) -> None:
         max_queue=plan.admission_queue,
     )
     app.state.refusal = refusal(settings.retry_after)
-    logger.info(
-        "worker %d: serves database requests on %d connections (pool %d + %d overflow), queues"
-        " one only while it can expect a connection within %d ms (at most %d queued) and"
-        " answers 503 beyond that; %d threads",
-        os.getpid(),
-        plan.connections_per_worker,
-        settings.db_pool_size,
-        settings.db_max_overflow,
-        settings.queue_budget_ms,
-        plan.admission_queue,
-        plan.thread_limit,
-    )
+    logger.info("worker %d: %s", os.getpid(), wording.admission(plan))

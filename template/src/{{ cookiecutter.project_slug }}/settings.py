@@ -6,8 +6,12 @@ the port, the graceful timeout) come from defaults.py, which `copier update` reg
 the other defaults are the same in every generated service.
 
 Settings check each value on its own, and the deadlines against each other; whether the
-connection numbers fit together is the capacity plan's question (capacity.py), asked by
-gunicorn.conf.py and by every worker as it starts.
+connection numbers fit together is the capacity plan's question (the capacity package),
+asked by gunicorn.conf.py and by every worker as it starts.
+
+Importing settings loads no web framework and no database driver, and SQLAlchemy only once a
+database URL is parsed (for its URL parser): gunicorn's master and `python -m
+{{ cookiecutter.project_slug }}.capacity` read settings, and serve nothing.
 
 A bad value is reported by `load_settings()` as a SettingsError: one line per bad variable,
 naming it, the value given and what is accepted. Entry points (gunicorn.conf.py, `python -m`,
@@ -19,20 +23,22 @@ import re
 import shlex
 import sys
 from types import UnionType
-from typing import Literal, Self, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Literal, Self, TypeVar, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from . import defaults
-from .capacity import CapacityPlan, PlanInputs
+from .capacity import DEFAULT_QUEUE_BUDGET_MS, DEFAULT_SPARE_THREADS, CapacityPlan, PlanInputs
+from .capacity.wording import does_not_fit
 from .cpus import available_cpus
-from .db import DRIVER, DRIVERNAME
+from .defaults import DRIVER, DRIVERNAME
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 # Schemes that mean "PostgreSQL, driver not said": libpq's and Heroku-style URLs.
 PLAIN_SCHEMES = ("postgresql", "postgres")
@@ -78,16 +84,14 @@ class PlanSettings(BaseSettings):
     pgbouncer_pool_size: int = Field(default=defaults.PGBOUNCER_POOL_SIZE, ge=1)
 
     # Admission (admission.py): a database request waits at most QUEUE_BUDGET_MS for a
-    # connection, and queues only while it can expect one within it; else 503 at once. Half a
-    # second: 64 keep-alive clients on one 2-core machine queued 60 ms on average and up to
-    # about 250 ms at the tail, which is load to serve, not to refuse; an overloaded worker's
-    # admitted requests still wait no longer than this.
-    queue_budget_ms: int = Field(default=500, ge=1, le=60_000)
+    # connection, and queues only while it can expect one within it; else 503 at once. Why
+    # half a second: see capacity/plan.py.
+    queue_budget_ms: int = Field(default=DEFAULT_QUEUE_BUDGET_MS, ge=1, le=60_000)
     # The most database requests a worker lets queue, whatever their expected wait: a memory
-    # bound. Unset: 8 per connection (see capacity.py).
+    # bound. Unset: 8 per connection (see capacity/plan.py).
     admission_queue: int | None = Field(default=None, ge=0)
     # Sync variant: threads kept free for handlers that do not use the database.
-    spare_threads: int = Field(default=8, ge=1)
+    spare_threads: int = Field(default=DEFAULT_SPARE_THREADS, ge=1)
     # Seconds a client is told to wait (Retry-After) when the service is overloaded.
     retry_after: int = Field(default=1, ge=0)
     # A request that runs longer is answered 504; a query that runs longer is cancelled by
@@ -220,8 +224,10 @@ class Settings(PlanSettings):
         """Accept plain PostgreSQL URLs and give them the driver this service is built on."""
         if value is None:
             return None
+        from sqlalchemy.exc import ArgumentError  # with the parser: see _parse_url
+
         try:
-            url = make_url(value)
+            url = _parse_url(value)
         except (ArgumentError, ValueError) as error:
             raise ValueError(f"it is not a URL; use {URL_FORM}") from error
         if url.drivername in PLAIN_SCHEMES:
@@ -248,7 +254,18 @@ class Settings(PlanSettings):
     @property
     def safe_database_url(self) -> str:
         """DATABASE_URL with the password masked, for logs."""
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        return _parse_url(self.database_url).render_as_string(hide_password=True)
+
+
+def _parse_url(value: str) -> "URL":
+    """A database URL, parsed by SQLAlchemy as the engine will parse it.
+
+    Imported here rather than at the top: PlanSettings has no URL, so planning alone
+    (`python -m {{ cookiecutter.project_slug }}.capacity`) never loads SQLAlchemy.
+    """
+    from sqlalchemy.engine import make_url
+
+    return make_url(value)
 
 
 # Loading settings for an entry point: what is wrong, in words an operator acts on.
@@ -287,7 +304,7 @@ def settings_or_exit(kind: type[AnySettings]) -> AnySettings:
 def plan_or_exit(settings: PlanSettings) -> None:
     """For entry points that serve: exit PLAN_DOES_NOT_FIT, with the numbers, if it does not fit."""
     if problems := settings.plan_problems():
-        print("capacity plan does not fit: " + "; ".join(problems), file=sys.stderr)
+        print(does_not_fit(problems), file=sys.stderr)
         raise SystemExit(PLAN_DOES_NOT_FIT)
 
 
