@@ -101,8 +101,8 @@ def discover_capacity(url: str, probes: int = 24) -> Capacity:
 
 
 async def _discover(url: str, probes: int) -> Capacity:
-    answers = [await _json(url, "/capacity") for _ in range(probes)]
-    answers = [answer for answer in answers if answer is not None]
+    probed = [await _json(url, "/capacity") for _ in range(probes)]
+    answers = [answer for answer in probed if answer is not None]
     if not answers:
         return Capacity(None, None, None, "not published by the service")
     first = answers[0]  # the service's WorkerCapacity (api/capacity.py)

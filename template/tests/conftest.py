@@ -51,8 +51,8 @@ def alembic_config(settings: Settings) -> Config:
 def migrated(alembic_config: Config) -> None:
     """Fresh tables for each test: downgrade to nothing, then upgrade to head.
 
-    Going through the migrations (not DELETE statements) keeps this the same for the sync
-    and async variants, and tests every migration's downgrade on the way.
+    Going through the migrations (not DELETE statements) keeps this the same whichever
+    driver the project uses, and tests every migration's downgrade on the way.
     """
     command.downgrade(alembic_config, "base")
     command.upgrade(alembic_config, "head")

@@ -11,10 +11,10 @@ If one died in between all the same, its query fails, SQLAlchemy invalidates the
 connection opened before the failure is replaced at its next checkout), and the request is
 answered 503 with Retry-After (overload.py). The next request gets a new connection.
 
-Both variants use this module: the pool events are the sync Engine's (the async variant passes
-`AsyncEngine.sync_engine`), and the ping is the dialect's own `do_ping`, the one pool_pre_ping
-uses: psycopg's turns autocommit on for it, so it leaves no transaction open; asyncpg's calls
-the adapter's ping.
+This module works with either SQLAlchemy API: the pool events are the sync Engine's (an async
+engine passes `AsyncEngine.sync_engine`), and the ping is the dialect's own `do_ping`, the one
+pool_pre_ping uses: psycopg's turns autocommit on for it, so it leaves no transaction open;
+asyncpg's calls the adapter's ping.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def mark_connect_failures(engine: Engine) -> None:
     raises the class of the server's SQLSTATE (a refused CONNECT privilege is a
     ProgrammingError), and SQLAlchemy invalidates only what its dialect recognises as a lost
     connection. Whatever the server said, a connect that failed left no connection to serve
-    with: the table's last rule makes that a 503, in both variants alike.
+    with: the table's last rule makes that a 503, whichever driver raised it.
     """
 
     @event.listens_for(engine, "handle_error")
@@ -160,8 +160,8 @@ def install_overload_handlers(app: FastAPI, retry_after: int) -> None:
 class RequestDeadline:
     """ASGI middleware: a request that has not started its response within `seconds` gets 504.
 
-    In the async variant the handler is cancelled (and its query with it). A sync handler's
-    thread cannot be interrupted: the 504 goes out when the thread returns, which
+    An `async def` handler is cancelled (and its query with it). A `def` handler's thread
+    cannot be interrupted: the 504 goes out when the thread returns, which
     statement_timeout and the pool timeout bound.
 
     Only this deadline's own expiry is the 504. A TimeoutError the app raises (a connect

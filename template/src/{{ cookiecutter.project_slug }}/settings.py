@@ -90,7 +90,7 @@ class PlanSettings(BaseSettings):
     # The most database requests a worker lets queue, whatever their expected wait: a memory
     # bound. Unset: 8 per connection (see capacity/plan.py).
     admission_queue: int | None = Field(default=None, ge=0)
-    # Sync variant: threads kept free for handlers that do not use the database.
+    # With `def` handlers (psycopg): threads kept free for handlers that do not use the database.
     spare_threads: int = Field(default=DEFAULT_SPARE_THREADS, ge=1)
     # Seconds a client is told to wait (Retry-After) when the service is overloaded.
     retry_after: int = Field(default=1, ge=0)

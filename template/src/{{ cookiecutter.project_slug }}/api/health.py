@@ -1,8 +1,8 @@
 """Probes for the orchestrator: is the process alive, and can it serve requests?
 
-Both handlers are `async def` in every variant, so they run on the event loop. /healthz never
+Both handlers are `async def`, whatever the driver, so they run on the event loop. /healthz never
 waits for a thread or a connection and answers even when the worker is saturated. /readyz
-needs a pooled connection (and in the sync variant a thread for the query); if it cannot get
+needs a pooled connection (and, with a blocking driver, a thread for the query); if it cannot get
 them within READINESS_TIMEOUT, the worker is too busy or the database is gone: 503 either way.
 While the worker drains before it stops (DRAIN_SECONDS, see worker.py), /readyz answers 503 at
 once, so a load balancer stops sending it new requests, which it still serves meanwhile.

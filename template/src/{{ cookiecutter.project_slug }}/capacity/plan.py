@@ -39,14 +39,14 @@ from . import wording
 
 Driver = Literal["async", "sync"]
 
-# AnyIO's default thread pool; the async variant keeps it, as no database work runs there.
+# AnyIO's default thread pool; async handlers keep it, as no database work runs there.
 ANYIO_DEFAULT_THREADS = 40
 
 # QUEUE_BUDGET_MS when unset (settings.py): half a second. 64 keep-alive clients on one 2-core
 # machine queued 60 ms on average and up to about 250 ms at the tail, which is load to serve,
 # not to refuse; an overloaded worker's admitted requests still wait no longer than this.
 DEFAULT_QUEUE_BUDGET_MS = 500
-# SPARE_THREADS when unset: the sync variant's threads for handlers that do not use the database.
+# SPARE_THREADS when unset: with `def` handlers, threads for those that do not use the database.
 DEFAULT_SPARE_THREADS = 8
 
 # Queued requests allowed per connection when ADMISSION_QUEUE is unset. The queue budget
