@@ -114,6 +114,25 @@ def test_no_template_syntax_is_left_in_the_output(rendered: dict[str, Generated]
     assert leftovers == []
 
 
+def test_the_example_files_passwords_are_the_ones_the_service_refuses(rendered: dict[str, Generated]) -> None:
+    """Every URL in an example environment file carries a password settings.py refuses outside
+    development, so a copied example never runs in production by accident."""
+    root = project(rendered)
+    settings = next((root / "src").glob("*/settings.py")).read_text()
+    found = re.search(r"^EXAMPLE_PASSWORDS = frozenset\((\{.*?\})\)", settings, re.M)
+    assert found, "settings.py has no EXAMPLE_PASSWORDS"
+    refused = ast.literal_eval(found.group(1))
+    examples = [path for path in root.rglob("*.env.example")] + [root / ".env.example"]
+    passwords = {
+        match.group(1)
+        for path in examples
+        if path.exists()
+        for match in re.finditer(r"postgresql://[^:/@\s]+:([^@\s]+)@", path.read_text())
+    }
+    assert passwords, f"no example URL with a password in {examples}"
+    assert passwords <= refused
+
+
 # What only this repository has: a generated project has none of it, so its files never point there.
 TEMPLATE_REPOSITORY_MENTIONS = (
     "BENCHMARKS.md",

@@ -5,6 +5,7 @@ import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -15,6 +16,7 @@ from {{ cookiecutter.project_slug }}.db import connect_args
 from {{ cookiecutter.project_slug }}.defaults import DRIVER, DRIVERNAME
 from {{ cookiecutter.project_slug }}.settings import (
     BAD_SETTINGS,
+    EXAMPLE_PASSWORDS,
     PlanSettings,
     Settings,
     SettingsError,
@@ -28,7 +30,7 @@ URL = "postgresql://app:secret@db.example:5432/app"
 @pytest.fixture(autouse=True)
 def empty_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what a test sets: the shell's DATABASE_URL or WEB_CONCURRENCY must not leak in."""
-    for name in Settings.model_fields:
+    for name in [*Settings.model_fields, "secrets_dir"]:
         monkeypatch.delenv(name.upper(), raising=False)
 
 
@@ -267,7 +269,48 @@ BAD_VALUES = [
     ("LOG_LEVEL", "loud", "use one of debug, info, warning, error, critical"),
     ("READINESS_TIMEOUT", "0", "use a number above 0"),
     ("BENCH_ENDPOINTS", "perhaps", "use true or false"),
+    ("ENVIRONMENT", "staging", "use one of production, development"),
 ]
+
+
+@pytest.mark.parametrize("password", sorted(EXAMPLE_PASSWORDS))
+@pytest.mark.parametrize("variable", ["DATABASE_URL", "DIRECT_DATABASE_URL"])
+def test_an_example_password_is_refused_outside_development(
+    monkeypatch: pytest.MonkeyPatch, variable: str, password: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    monkeypatch.setenv(variable, f"postgresql://app:{password}@db.example:5432/app")
+    with pytest.raises(SettingsError) as refused:
+        load_settings(Settings)
+    [line] = str(refused.value).splitlines()
+    assert line.startswith(f"{variable} has the example password {password!r}")
+    assert "ENVIRONMENT=development" in line
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    assert load_settings(Settings).environment == "development"
+
+
+def test_settings_are_read_from_secret_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As Docker and Kubernetes mount secrets: one file per setting; the environment wins."""
+    (tmp_path / "database_url").write_text(URL)
+    (tmp_path / "db_pool_size").write_text("3")
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path))
+    monkeypatch.setenv("DB_POOL_SIZE", "4")
+    settings = load_settings(Settings)
+    assert settings.database_url == URL.replace("postgresql://", f"{DRIVERNAME}://")
+    assert settings.db_pool_size == 4
+
+
+def test_a_secrets_dir_that_is_not_a_directory_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", URL)
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "missing"))
+    with pytest.raises(SettingsError) as refused:
+        load_settings(Settings)
+    [line] = str(refused.value).splitlines()
+    assert line.startswith(f"SECRETS_DIR={tmp_path / 'missing'} is not accepted")
 
 
 def test_every_variable_has_a_bad_value_below() -> None:

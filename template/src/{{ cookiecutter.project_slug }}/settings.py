@@ -19,9 +19,11 @@ the app factory, alembic) call `settings_or_exit()`, which prints those lines an
 BAD_SETTINGS, without a traceback.
 """
 
+import os
 import re
 import shlex
 import sys
+from pathlib import Path
 from types import UnionType
 from typing import TYPE_CHECKING, Literal, Self, TypeVar, Union, get_args, get_origin
 
@@ -43,6 +45,13 @@ if TYPE_CHECKING:
 # Schemes that mean "PostgreSQL, driver not said": libpq's and Heroku-style URLs.
 PLAIN_SCHEMES = ("postgresql", "postgres")
 URL_FORM = "postgresql://user:password@host:port/database"
+
+# The passwords of the project's example environment files (.env.example and the deployment
+# targets' *.env.example): a service must not run in production on one of them.
+EXAMPLE_PASSWORDS = frozenset({"change-me", "PASSWORD"})
+# Where Docker and Kubernetes put secrets as files: /run/secrets/database_url holds
+# DATABASE_URL (an environment variable of the same name wins). SECRETS_DIR moves it.
+DEFAULT_SECRETS_DIR = "/run/secrets"
 
 # Exit statuses of the entry points: a setting is bad (2); the capacity plan does not fit (1).
 BAD_SETTINGS = 2
@@ -217,6 +226,8 @@ class Settings(PlanSettings):
     # PostgreSQL itself when DATABASE_URL goes through PgBouncer: migrations connect here, since
     # they need a session of their own (and no statement_timeout). Unset: DATABASE_URL.
     direct_database_url: str | None = None
+    # development allows what production must not: the example files' passwords.
+    environment: Literal["production", "development"] = "production"
 
     @field_validator("database_url", "direct_database_url")
     @classmethod
@@ -238,6 +249,23 @@ class Settings(PlanSettings):
                 f" through {DRIVERNAME}; use {URL_FORM}"
             )
         return url.render_as_string(hide_password=False)
+
+    @model_validator(mode="after")
+    def _no_example_password_in_production(self) -> Self:
+        if self.environment == "development":
+            return self
+        for variable, url in (
+            ("DATABASE_URL", self.database_url),
+            ("DIRECT_DATABASE_URL", self.direct_database_url),
+        ):
+            password = _parse_url(url).password if url else None
+            if password in EXAMPLE_PASSWORDS:
+                raise ValueError(
+                    f"{variable} has the example password {password!r} of the project's example"
+                    " environment file; give the database user a real password and put it in the"
+                    " URL, or set ENVIRONMENT=development on a developer's machine"
+                )
+        return self
 
     @property
     def recycle_jitter(self) -> int:
@@ -283,13 +311,25 @@ class SettingsError(ValueError):
 
 
 def load_settings(kind: type[AnySettings]) -> AnySettings:
-    """Settings of `kind` from the environment, or a SettingsError saying why not."""
+    """Settings of `kind` from the environment and secret files, or a SettingsError saying why."""
+    folder = os.environ.get("SECRETS_DIR")
+    if folder is not None and not Path(folder).is_dir():
+        raise SettingsError(
+            f"SECRETS_DIR={shlex.quote(folder)} is not accepted: it is not a directory; use the"
+            " folder where the secret files are mounted, or unset"
+        )
     try:
-        return kind()
+        return kind(_secrets_dir=secrets_dir())
     except ValidationError as error:
         raise SettingsError(
             "\n".join(describe_error(kind, detail) for detail in error.errors())
         ) from None
+
+
+def secrets_dir() -> Path | None:
+    """SECRETS_DIR, else /run/secrets where it exists: files named after settings, with values."""
+    folder = Path(os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR))
+    return folder if folder.is_dir() else None
 
 
 def settings_or_exit(kind: type[AnySettings]) -> AnySettings:
