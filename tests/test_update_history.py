@@ -23,6 +23,7 @@ service's own test suite against a real PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -36,10 +37,8 @@ import copier
 import pytest
 import yaml
 
-from hooks.copier_rules import load_copier_config, questions
+from hooks.copier_rules import excluded_paths, load_copier_config, questions
 from tests.services import install, run, service_env
-
-pytestmark = pytest.mark.boot
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -231,9 +230,11 @@ def ensure_full_history(repo: Path) -> None:
     if git(repo, "rev-parse", "--is-shallow-repository") != "true":
         return
     result = subprocess.run(["git", "fetch", "--quiet", "--unshallow"], cwd=repo, capture_output=True, text=True)
-    if result.returncode != 0:
+    # With no remote to fetch from, git fetch succeeds and deepens nothing: ask again.
+    if result.returncode != 0 or git(repo, "rev-parse", "--is-shallow-repository") == "true":
         raise HistoryUnavailableError(
-            f"{repo} is a shallow clone and `git fetch --unshallow` failed ({result.stderr.strip()}): "
+            f"{repo} is a shallow clone and `git fetch --unshallow` did not deepen it"
+            f" ({result.stderr.strip() or 'no remote to fetch from'}): "
             "these tests update services generated from the template's earlier commits; "
             "clone with full history (actions/checkout: fetch-depth: 0)"
         )
@@ -420,9 +421,45 @@ def literal_defaults() -> dict[str, tuple[Any, bool]]:
     }
 
 
-# The test -------------------------------------------------------------------------------------
+# The tests ------------------------------------------------------------------------------------
+
+# copier renders the _exclude entries once more with the answers of the version a service was
+# generated from (copier-org/copier#2482): they read answers through `a`, the answers over a
+# table of defaults, never from `cookiecutter` directly.
+DEFAULTS_TABLE = re.compile(r"dict\((\{.*?\}), \*\*cookiecutter\)", re.DOTALL)
 
 
+def path_list() -> list[str]:
+    return [str(entry) for entry in load_copier_config(REPO)["_exclude"]]
+
+
+def answers_read_by_the_path_list() -> set[str]:
+    return {name for entry in path_list() for name in re.findall(r"\ba\.(\w+)", entry)}
+
+
+def test_the_path_list_reads_answers_only_through_its_table_of_defaults() -> None:
+    defaults = {name: default for name, (default, _) in literal_defaults().items()}
+    for entry in path_list():
+        assert not re.search(r"cookiecutter\.\w", entry), f"reads an answer without a default: {entry!r}"
+        read = set(re.findall(r"\ba\.(\w+)", entry))
+        if not read:
+            continue
+        table = DEFAULTS_TABLE.search(entry)
+        assert table, f"reads {sorted(read)} without a table of defaults: {entry!r}"
+        fallbacks = json.loads(table.group(1))
+        assert read <= fallbacks.keys(), f"no default for {sorted(read - fallbacks.keys())}"
+        assert fallbacks == {name: defaults[name] for name in fallbacks}, "the table's defaults are copier.yml's"
+
+
+@pytest.mark.parametrize("missing", sorted(answers_read_by_the_path_list()))
+def test_an_answer_missing_from_an_older_version_counts_as_its_default(missing: str) -> None:
+    config = load_copier_config(REPO)
+    answers = {name: default for name, (default, _) in literal_defaults().items()}
+    older = {name: value for name, value in answers.items() if name != missing}
+    assert excluded_paths(config, older) == excluded_paths(config, answers)
+
+
+@pytest.mark.boot
 def test_a_service_generated_from_an_earlier_version_updates_and_keeps_its_edits(
     start: StartingPoint | HistoryUnavailableError, template: Path, tmp_path: Path, uv: str, postgres: Any
 ) -> None:
