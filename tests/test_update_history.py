@@ -9,9 +9,9 @@ versions users really generated: git names them. A starting point is
   copier.yml's questions changed (a question added, removed, or its type, default,
   choices or condition changed); one before the first release counts as the first
   release, the oldest version updates are promised from. (The commits before it are
-  the template's first hour: from the very first service, 602d052, a router included
-  at the end of create_app meets the bench router the template put there later, a
-  conflict copier marks inline.)
+  the template's first hour. A service from one of 602d052 to ed170f0 updates, but a
+  router it included at the end of create_app meets the bench router the template put
+  there in 148800b: a conflict, which copier marks inline.)
 
 From each, a service is generated with copier, changed the way its users change
 one (USER_EDITS), committed, and updated to this working tree (committed on top of
