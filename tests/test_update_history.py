@@ -16,9 +16,12 @@ versions users really generated: git names them. A starting point is
 From each, a service is generated with copier, changed the way its users change
 one (USER_EDITS), committed, and updated to this working tree (committed on top of
 a clone of the history, since copier updates to commits). The update must succeed,
-leave no conflict, keep every edit, give each question added since its default,
-record the new commit, and, for the oldest and newest starting points, pass the
-service's own test suite against a real PostgreSQL.
+leave no conflict, keep every edit (and the file copier.yml's _skip_if_exists leaves to
+the service byte for byte), give each question added since its default, keep the
+answers given, record the new commit, leave every file the user did not touch as a
+service generated now has it, and, for the oldest and newest starting points, pass the
+service's own test suite against a real PostgreSQL. The starting points take the
+VARIANTS in turn (driver and deployment target).
 """
 
 from __future__ import annotations
@@ -46,6 +49,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 SLUG = "orders_service"
 ANSWERS = {"project_name": "Orders Service", "project_slug": SLUG, "description": "Takes orders."}
+# The starting points take these in turn, oldest first, so the variants and their
+# deployment files (paths the path list excludes by answer) are updated too.
+VARIANTS = (
+    {"db_driver": "async", "deployment_target": "docker-compose"},
+    {"db_driver": "sync", "deployment_target": "kubernetes"},
+    {"db_driver": "async", "deployment_target": "systemd"},
+)
 
 # A question's fields whose change makes a commit a starting point (help texts do not).
 QUESTION_FIELDS = ("type", "default", "choices", "when")
@@ -284,13 +294,18 @@ class StartingPoint:
     commit: str
     why: str  # "release 0.2.0; questions pgbouncer, ... at 51f7631"
     role: str = ""  # "oldest", "newest" or ""
+    variant: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def answers(self) -> dict[str, str]:
+        return {**ANSWERS, **dict(self.variant)}
 
     @property
     def id(self) -> str:
         label = self.role or (
             "release-" + self.why.split()[1].rstrip(";") if self.why.startswith("release") else "questions"
         )
-        return f"{self.commit[:7]}-{label}"
+        return "-".join([self.commit[:7], label, *(value for _, value in self.variant)])
 
 
 def sample(points: list[StartingPoint], keep: set[str], limit: int) -> list[StartingPoint]:
@@ -331,8 +346,13 @@ def starting_points() -> tuple[StartingPoint, ...]:
     oldest, newest = ordered[0], ordered[-1]
     chosen = sample(ordered, set(releases.values()), MAX_STARTING_POINTS)
     return tuple(
-        StartingPoint(point.commit, point.why, "oldest" if point == oldest else "newest" if point == newest else "")
-        for point in chosen
+        StartingPoint(
+            point.commit,
+            point.why,
+            "oldest" if point == oldest else "newest" if point == newest else "",
+            tuple(VARIANTS[index % len(VARIANTS)].items()),
+        )
+        for index, point in enumerate(chosen)
     )
 
 
@@ -408,6 +428,14 @@ def files_with_conflict_markers(service: Path) -> list[str]:
     ]
 
 
+def tree(project: Path) -> set[str]:
+    return {
+        str(path.relative_to(project))
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(project).parts
+    }
+
+
 def answers_of(service: Path) -> dict[str, Any]:
     return yaml.safe_load((service / ".copier-answers.yml").read_text())
 
@@ -466,7 +494,7 @@ def test_a_service_generated_from_an_earlier_version_updates_and_keeps_its_edits
     if isinstance(start, HistoryUnavailableError):
         pytest.fail(str(start), pytrace=False)
     service = tmp_path / SLUG
-    copier.run_copy(str(template), service, data=ANSWERS, defaults=True, vcs_ref=start.commit, quiet=True)
+    copier.run_copy(str(template), service, data=start.answers, defaults=True, vcs_ref=start.commit, quiet=True)
     git(service, "init", "-q", "-b", "main")
     commit_everything(service, f"generated from headroom {start.commit[:7]}")
     before = answers_of(service)
@@ -492,6 +520,15 @@ def test_a_service_generated_from_an_earlier_version_updates_and_keeps_its_edits
     assert {name: after[name] for name in before if not name.startswith("_")} == {
         name: value for name, value in before.items() if not name.startswith("_")
     }, "the answers given at generation are kept"
+
+    fresh = tmp_path / "fresh" / SLUG
+    answered = {name: value for name, value in after.items() if not name.startswith("_")}
+    copier.run_copy(str(template), fresh, data=answered, defaults=True, vcs_ref="HEAD", quiet=True)
+    own = {edit.relative for edit in (*USER_EDITS, *declared_before) if edit.at == "new file"}
+    assert tree(service) == tree(fresh) | own, "the files of a service generated now with these answers, and its own"
+    edited = {edit.relative for edit in (*USER_EDITS, *declared_before)}
+    stale = [path for path in tree(fresh) - edited if (service / path).read_bytes() != (fresh / path).read_bytes()]
+    assert stale == [], "a file the user did not touch is as a service generated now has it"
 
     if start.role in ("oldest", "newest"):
         for edit in SUITE_DECLARATIONS:
