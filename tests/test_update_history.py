@@ -274,7 +274,11 @@ def question_specs(commit: str) -> dict[str, tuple[Any, ...]]:
 
 
 def release_points(changelog: str) -> dict[str, str]:
-    """version -> commit of each release in CHANGELOG.md: its tag if it exists, else the commit named."""
+    """version -> commit of each release in CHANGELOG.md: its tag if it exists, else the commit named.
+
+    The newest entry may have neither: it is the release being made, this working tree, which
+    is what the services are updated to (README.md, "Releasing": the tag comes once the tests pass).
+    """
     releases = {}
     headings = list(RELEASE_HEADING.finditer(changelog))
     for heading, following in zip(headings, [*headings[1:], None], strict=True):
@@ -282,6 +286,8 @@ def release_points(changelog: str) -> dict[str, str]:
         entry = changelog[heading.end() : following.start() if following else len(changelog)]
         named = RELEASE_COMMIT.search(entry)
         tagged = git(REPO, "rev-parse", "--verify", "--quiet", f"v{version}^{{commit}}", check=False)
+        if not (named or tagged) and heading is headings[0]:
+            continue
         assert named or tagged, f"CHANGELOG.md: release {version} names no commit (`Commit: <sha>`) and has no tag"
         commit = git(REPO, "rev-parse", "--verify", f"{named['commit']}^{{commit}}") if named else tagged
         assert not tagged or tagged == commit, f"CHANGELOG.md names {commit} for {version}, but v{version} is {tagged}"
