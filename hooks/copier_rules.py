@@ -118,9 +118,9 @@ def validate(config: dict[str, Any], answers: dict[str, Any]) -> None:
 
 
 def excluded_paths(config: dict[str, Any], context: dict[str, Any]) -> list[str]:
-    """The `_exclude` entries that render to a path for these answers."""
-    rendered = (_compiled(entry).render(cookiecutter=context).strip() for entry in config.get("_exclude", []))
-    return [path for path in rendered if path]
+    """The patterns the `_exclude` entries render to for these answers: one a line, as copier reads them."""
+    rendered = (_compiled(entry).render(cookiecutter=context) for entry in config.get("_exclude", []))
+    return [line.strip() for text in rendered for line in text.splitlines() if line.strip()]
 
 
 def render_message(config: dict[str, Any], context: dict[str, Any]) -> str:

@@ -20,6 +20,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     Called so (by gunicorn in each worker, or `uvicorn --factory`), a bad setting or a plan
     that does not fit ends the process with one line saying why, not a traceback.
+
+    Include the service's own routers at the end, just before `return app`: the template
+    adds nothing there, so `copier update` merges what you add without a conflict.
     """
     app = FastAPI(
         title="{{ cookiecutter.project_name|replace('\\', '\\\\')|replace('"', '\\u0022') }}",
