@@ -392,7 +392,7 @@ def test_kubernetes_names_are_dns_labels(slug: str, name: str) -> None:
     assert render_plan(["plan.kubernetes_name(a)"], {"project_slug": slug}) == [name]
 
 
-# The plan as users see it: the generated README's table and the summary after generation.
+# The plan as users see it: the generated docs/capacity.md's table and the summary after generation.
 SHOWN_PLANS = {
     "defaults-async": {"db_driver": "async"},
     "defaults-sync": {"db_driver": "sync"},
@@ -411,12 +411,12 @@ SHOWN_PLANS = {
 
 
 @pytest.mark.parametrize("answers", SHOWN_PLANS.values(), ids=SHOWN_PLANS.keys())
-def test_the_generated_readme_shows_the_run_time_plan(answers: dict[str, Any], tmp_path: Path) -> None:
+def test_the_generated_capacity_page_shows_the_run_time_plan(answers: dict[str, Any], tmp_path: Path) -> None:
     generated = generate("copier", answers, tmp_path)
     assert generated.project is not None, generated.error
-    readme = (generated.project / "README.md").read_text()
+    page = (generated.project / "docs" / "capacity.md").read_text()  # linked from README.md
     for quantity, value, derivation in capacity.rows(capacity.CapacityPlan(plan_inputs(answers))):
-        assert f"| {quantity} | {value} | {derivation} |" in readme
+        assert f"| {quantity} | {value} | {derivation} |" in page
 
 
 @pytest.mark.parametrize("tool", TOOLS)

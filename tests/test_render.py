@@ -133,6 +133,29 @@ def test_the_example_files_passwords_are_the_ones_the_service_refuses(rendered: 
     assert passwords <= refused
 
 
+# Files the Layout section need not name: the README itself, and what every repository has.
+UNLISTED = {"README.md", ".copier-answers.yml", ".gitignore", "__init__.py", "__pycache__"}
+
+
+def test_the_readme_layout_names_every_module_and_folder(rendered: dict[str, Generated]) -> None:
+    root = project(rendered)
+    readme = (root / "README.md").read_text()
+    layout = readme[readme.index("\n## Layout\n") :].split("\n## ", 2)[1]
+    package = next((root / "src").iterdir())
+    entries = [
+        *root.iterdir(),
+        *package.iterdir(),
+        *(package / "api").iterdir(),
+        *(package / "capacity").iterdir(),
+    ]
+    unnamed = [
+        str(entry.relative_to(root))
+        for entry in entries
+        if entry.name not in UNLISTED and not re.search(rf"(?<![\w.]){re.escape(entry.name)}\b", layout)
+    ]
+    assert unnamed == [], f"the README's Layout section does not name {unnamed}"
+
+
 # What only this repository has: a generated project has none of it, so its files never point there.
 TEMPLATE_REPOSITORY_MENTIONS = (
     "BENCHMARKS.md",
