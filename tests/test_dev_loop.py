@@ -8,6 +8,7 @@ and deletes the server.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,7 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.answers import DRIVERS
+from tests.support.answers import DRIVERS, TARGETS
+from tests.support.deploy import tool
+from tests.support.generation import generate
 from tests.support.processes import free_port
 from tests.support.services import generate_and_install, service_env
 
@@ -46,11 +49,18 @@ def answer(url: str, deadline: float, process: subprocess.Popen[str]) -> httpx.R
             time.sleep(0.3)
 
 
-@pytest.mark.parametrize("driver", DRIVERS, ids=lambda driver: f"db_driver={driver}")
+# Targets without a database of their own, where `make dev` starts a throwaway one.
+THROWAWAY_CASES = [
+    {"db_driver": driver, "deployment_target": target}
+    for driver, target in zip(DRIVERS, [t for t in TARGETS if t != "docker-compose"], strict=True)
+]
+
+
+@pytest.mark.parametrize("answers", THROWAWAY_CASES, ids=lambda a: f"{a['db_driver']}-{a['deployment_target']}")
 def test_make_dev_serves_on_a_throwaway_database_and_reloads_an_edited_router(
-    driver: str, tmp_path: Path, uv: str
+    answers: dict[str, str], tmp_path: Path, uv: str
 ) -> None:
-    project = generate_and_install({"db_driver": driver}, tmp_path, uv)
+    project = generate_and_install(answers, tmp_path, uv)
     make = shutil.which("make")
     assert make is not None, "make is missing (Debian: apt-get install make)"
     port = free_port()
@@ -89,3 +99,35 @@ def test_make_dev_serves_on_a_throwaway_database_and_reloads_an_edited_router(
     database_port = int(re.search(r"a throwaway PostgreSQL at postgresql://\S+?:(\d+)/", said).group(1))
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", database_port)) != 0, "the throwaway PostgreSQL still runs"
+
+
+# With compose as the target, `make dev` uses compose's own PostgreSQL (no image can be pulled
+# here, so the stack itself is not started): compose.dev.yaml publishes it on loopback only,
+# and dev.py asks for the .env it takes the credentials from before it starts anything.
+
+
+def test_compose_dev_publishes_postgres_on_loopback_only(tmp_path: Path) -> None:
+    generated = generate("copier", {"deployment_target": "docker-compose"}, tmp_path)
+    assert generated.project is not None, generated.error
+    shutil.copy(generated.project / ".env.example", generated.project / ".env")
+    command = [tool("docker-compose"), "-f", "compose.yaml", "-f", "compose.dev.yaml", "config", "--format", "json"]
+    result = subprocess.run(command, cwd=generated.project, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services["postgres"]["ports"] == [
+        {"mode": "ingress", "host_ip": "127.0.0.1", "target": 5432, "published": "5432", "protocol": "tcp"}
+    ]
+    assert [service for service in services.values() if "ports" in service and service is not services["postgres"]] == [
+        services["app"]
+    ], "only the app was published before; compose.dev.yaml adds PostgreSQL on loopback alone"
+
+
+def test_compose_dev_without_env_file_says_what_to_do(tmp_path: Path, uv: str) -> None:
+    project = generate_and_install({"deployment_target": "docker-compose", "db_driver": DRIVERS[0]}, tmp_path, uv)
+    env = service_env()
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [project.bin("python"), "dev.py"], cwd=project.path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "dev: compose's PostgreSQL takes its credentials from .env: copy it first"

@@ -88,6 +88,17 @@ BAD_SETTINGS = {
     "BENCH_ENDPOINTS-perhaps": Bad(
         {"BENCH_ENDPOINTS": "perhaps"}, "BENCH_ENDPOINTS=perhaps is not accepted; use true or false"
     ),
+    "ENVIRONMENT-staging": Bad(
+        {"ENVIRONMENT": "staging"}, "ENVIRONMENT=staging is not accepted; use one of production, development"
+    ),
+    "DATABASE_URL-example-password": Bad(
+        {"DATABASE_URL": "postgresql://app:change-me@127.0.0.1:9/app"},
+        "DATABASE_URL has the example password 'change-me' of the project's example environment file",
+    ),
+    "SECRETS_DIR-missing": Bad(
+        {"SECRETS_DIR": "/nonexistent/secrets"},
+        "SECRETS_DIR=/nonexistent/secrets is not accepted: it is not a directory",
+    ),
     "STATEMENT_TIMEOUT-beyond-REQUEST_TIMEOUT": Bad(
         {"STATEMENT_TIMEOUT": "20", "REQUEST_TIMEOUT": "15"}, "STATEMENT_TIMEOUT=20 exceeds REQUEST_TIMEOUT=15: "
     ),
