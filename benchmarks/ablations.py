@@ -64,7 +64,8 @@ def create_app() -> FastAPI:
     db = importlib.import_module(f"{package}.db")
     _set_pre_ping(db, step == "orm")
     app = main.create_app()
-    router = APIRouter()
+    # Admitted like the service's own database routes (AdmissionRoute refuses or admits first).
+    router = APIRouter(route_class=importlib.import_module(f"{package}.admission").AdmissionRoute)
     router.add_api_route("/items/{item_id}", _handler(package, step, db), methods=["GET"])
     app.router.routes.insert(0, router.routes[0])
     return app

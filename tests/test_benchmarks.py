@@ -55,6 +55,9 @@ def test_the_benchmarks_command_writes_a_report(benchmarks_run: tuple[Path, Path
             assert f"| {target} | {multiple} |" in report, (target, multiple)
         assert f"| {target} | server CPU per 503" in report, "the refusal cost is judged for each target"
     assert "CPU vs FastAPI" in report
+    [ablation] = [line for line in report.splitlines() if line.startswith("| as first generated:")]
+    served = ablation.split(" | ")[1]  # req/s (slowest-fastest)
+    assert not served.startswith("0 "), f"the orm ablation served nothing: {ablation}"
     assert "`def + time.sleep`" in report
     chart = report_path.with_suffix(".png")
     assert f"]({chart.name})" in report, "the report shows the chart beside it"
