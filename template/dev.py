@@ -35,7 +35,8 @@ def main() -> int:
             server = cleanup.enter_context(throwaway_postgres())
             database_url = server.create_database("{{ cookiecutter.project_slug }}_dev")
             print(f"dev: a throwaway PostgreSQL at {database_url}", file=sys.stderr)
-        env = {**os.environ, "DATABASE_URL": database_url}
+        # Log lines as text for a person (LOG_FORMAT=json in production; see logs.py).
+        env = {"LOG_FORMAT": "text", **os.environ, "DATABASE_URL": database_url}
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, check=True)
         uvicorn = [
             sys.executable, "-m", "uvicorn", "{{ cookiecutter.project_slug }}.main:create_app",
