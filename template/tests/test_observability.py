@@ -108,9 +108,8 @@ def test_log_lines_carry_the_request_id(log_format: str) -> None:
         formatter = built(formatter_config)
     else:
         formatter = logging.Formatter(formatter_config["format"])
-    record = logging.LogRecord(
-        "{{ cookiecutter.project_slug }}.x", logging.INFO, __file__, 1, "said %s", ("this",), None
-    )
+    name = "{{ cookiecutter.project_slug }}.x"
+    record = logging.LogRecord(name, logging.INFO, __file__, 1, "said %s", ("this",), None)
     record.status = 200
     token = correlation_id.set("line-1")
     try:
