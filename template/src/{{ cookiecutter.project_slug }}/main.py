@@ -9,6 +9,7 @@ from importlib import metadata
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
+from . import tracing
 from .api import bench, capacity, health, items, metrics
 from .errors import install_error_handlers
 from .lifespan import lifespan
@@ -49,4 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(items.router)
     if settings.bench_endpoints:  # BENCH_ENDPOINTS=true: for bench/ only
         app.include_router(bench.router)
+    app.state.tracer_provider = None
+    if tracing.enabled():  # the OTEL_* environment asks for traces: see tracing.py
+        tracing.instrument_app(app)
     return app
