@@ -8,13 +8,17 @@ whenever a file under src/ changes. One process, no gunicorn: for production, `p
 {{ cookiecutter.project_slug }}`.
 """
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
+
+from {{ cookiecutter.project_slug }}.logs import logging_config
 
 # The tests' own module, imported as the tests import it (tests/ is no package), so that mypy
 # sees one module, not two names for one file.
@@ -35,12 +39,17 @@ def main() -> int:
             server = cleanup.enter_context(throwaway_postgres())
             database_url = server.create_database("{{ cookiecutter.project_slug }}_dev")
             print(f"dev: a throwaway PostgreSQL at {database_url}", file=sys.stderr)
-        # Log lines as text for a person (LOG_FORMAT=json in production; see logs.py).
-        env = {"LOG_FORMAT": "text", **os.environ, "DATABASE_URL": database_url}
+        env = {**os.environ, "DATABASE_URL": database_url}
+        # The service's logging, as gunicorn.conf.py sets it, but as text for a person unless
+        # LOG_FORMAT says otherwise; the access line is the service's (so not uvicorn's too).
+        log_config = Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / "logging.json"
+        log_format = env.get("LOG_FORMAT", "text")
+        log_config.write_text(json.dumps(logging_config(log_format, env.get("LOG_LEVEL", "info"))))
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, check=True)
         uvicorn = [
             sys.executable, "-m", "uvicorn", "{{ cookiecutter.project_slug }}.main:create_app",
             "--factory", "--reload", "--reload-dir", "src", "--port", port,
+            "--log-config", str(log_config), "--no-access-log",
         ]  # fmt: skip
         with subprocess.Popen(uvicorn, env=env) as reloader:
             try:
