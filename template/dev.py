@@ -18,13 +18,17 @@ restarts it whenever a file under src/ changes. One process, no gunicorn: for pr
 `python -m {{ cookiecutter.project_slug }}`.
 """
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
+
+from {{ cookiecutter.project_slug }}.logs import logging_config
 
 # The tests' own module, imported as the tests import it (tests/ is no package), so that mypy
 # sees one module, not two names for one file.
@@ -87,10 +91,16 @@ def main() -> int:
             raise SystemExit(f"dev: DEV_DATABASE={choice} is not accepted; use {accepted}")
         # development: an example password in DATABASE_URL is fine on this machine.
         env = {"ENVIRONMENT": "development", **os.environ, "DATABASE_URL": database_url}
+        # The service's logging, as gunicorn.conf.py sets it, but as text for a person unless
+        # LOG_FORMAT says otherwise; the access line is the service's (so not uvicorn's too).
+        log_config = Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / "logging.json"
+        log_format = env.get("LOG_FORMAT", "text")
+        log_config.write_text(json.dumps(logging_config(log_format, env.get("LOG_LEVEL", "info"))))
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, check=True)
         uvicorn = [
             sys.executable, "-m", "uvicorn", "{{ cookiecutter.project_slug }}.main:create_app",
             "--factory", "--reload", "--reload-dir", "src", "--port", port,
+            "--log-config", str(log_config), "--no-access-log",
         ]  # fmt: skip
         with subprocess.Popen(uvicorn, env=env) as reloader:
             try:

@@ -5,7 +5,6 @@ src/{{ cookiecutter.project_slug }}/defaults.py), so the tunables live in one pl
 value stops the master before any worker starts.
 """
 
-import logging
 import math
 import os
 from pathlib import Path
@@ -13,7 +12,9 @@ from pathlib import Path
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
+from {{ cookiecutter.project_slug }} import metrics_dir
 from {{ cookiecutter.project_slug }}.capacity import rows
+from {{ cookiecutter.project_slug }}.logs import logging_config
 from {{ cookiecutter.project_slug }}.settings import Settings, plan_or_exit, settings_or_exit
 from {{ cookiecutter.project_slug }}.worker import handover
 
@@ -22,6 +23,11 @@ from {{ cookiecutter.project_slug }}.worker import handover
 # worker checks the plan again as it starts (lifespan.py).
 _settings = settings_or_exit(Settings)
 plan_or_exit(_settings)
+
+# Before any worker exists (and so before any imports prometheus_client): the folder where every
+# worker writes its metrics, so that /metrics reports the whole instance (see metrics_dir.py).
+# Started without this file, set PROMETHEUS_MULTIPROC_DIR to an empty folder yourself.
+_metrics_folder = metrics_dir.prepare()
 
 # Each worker imports the app and calls the factory itself, after the fork: no preload_app,
 # so no connection pool or socket is ever shared between processes.
@@ -52,6 +58,9 @@ control_socket_disable = True
 loglevel = _settings.log_level
 accesslog = "-"
 errorlog = "-"
+# Every process's lines in one format, JSON by default (LOG_FORMAT; see logs.py): gunicorn's,
+# uvicorn's and the service's, with the request ID of the request they were written for.
+logconfig_dict = logging_config(_settings.log_format, _settings.log_level)
 
 
 def on_starting(server: Arbiter) -> None:
@@ -60,12 +69,15 @@ def on_starting(server: Arbiter) -> None:
 
 
 def child_exit(server: Arbiter, worker: Worker) -> None:
-    """A worker that retired (MAX_REQUESTS) gives back the extra slot its replacement took."""
+    """A worker that retired (MAX_REQUESTS) gives back the extra slot its replacement took; a
+    worker that ended, however, leaves the live gauges (its counters stay counted)."""
     handover.worker_exited(server, worker.pid)
+    metrics_dir.worker_died(worker.pid)
 
 
 def on_exit(server: Arbiter) -> None:
     handover.close()
+    metrics_dir.remove(_metrics_folder)
 
 
 def when_ready(server: Arbiter) -> None:
@@ -83,13 +95,3 @@ def when_ready(server: Arbiter) -> None:
     )
     for quantity, value, derivation in rows(s.capacity_plan()):
         server.log.info(f"capacity plan: {quantity} = {value} ({derivation})")
-
-
-def post_worker_init(worker: Worker) -> None:
-    """Send the service's own log lines (its loggers are named after the package) where
-    gunicorn's go, at the same level; this runs in each worker before the app starts."""
-    service_log = logging.getLogger("{{ cookiecutter.project_slug }}")
-    service_log.setLevel(worker.log.error_log.level)
-    for handler in worker.log.error_log.handlers:
-        service_log.addHandler(handler)
-    service_log.propagate = False

@@ -84,6 +84,7 @@ BAD_SETTINGS = {
     "LOG_LEVEL-loud": Bad(
         {"LOG_LEVEL": "loud"}, "LOG_LEVEL=loud is not accepted; use one of debug, info, warning, error, critical"
     ),
+    "LOG_FORMAT-yaml": Bad({"LOG_FORMAT": "yaml"}, "LOG_FORMAT=yaml is not accepted; use one of json, text"),
     "READINESS_TIMEOUT-0": Bad({"READINESS_TIMEOUT": "0"}, "READINESS_TIMEOUT=0 is not accepted; use a number above 0"),
     "BENCH_ENDPOINTS-perhaps": Bad(
         {"BENCH_ENDPOINTS": "perhaps"}, "BENCH_ENDPOINTS=perhaps is not accepted; use true or false"

@@ -267,6 +267,7 @@ BAD_VALUES = [
     ("DRAIN_SECONDS", "-1", "use a number from 0 to 60"),
     ("MAX_REQUESTS_JITTER", "lots", f"use {WHOLE} of at least 0"),
     ("LOG_LEVEL", "loud", "use one of debug, info, warning, error, critical"),
+    ("LOG_FORMAT", "yaml", "use one of json, text"),
     ("READINESS_TIMEOUT", "0", "use a number above 0"),
     ("BENCH_ENDPOINTS", "perhaps", "use true or false"),
     ("ENVIRONMENT", "staging", "use one of production, development"),

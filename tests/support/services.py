@@ -7,6 +7,7 @@ watch on the database's connections in pg_stat_activity.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -75,7 +76,26 @@ class Gunicorn:
     log: Path
 
     def output(self) -> str:
+        """What gunicorn wrote, as text: each JSON log line as its level, logger and message
+        (and traceback), so tests read the words whatever LOG_FORMAT is."""
+        return "\n".join(readable(line) for line in self.raw_output().splitlines())
+
+    def raw_output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def readable(line: str) -> str:
+    """A JSON log line as text; any other line as it is."""
+    if not line.startswith("{"):
+        return line
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(record, dict) or "message" not in record:
+        return line
+    text = f"[{record.get('level')}] {record.get('logger')}: {record['message']}"
+    return f"{text}\n{record['exc_info']}" if record.get("exc_info") else text
 
 
 # Helpers

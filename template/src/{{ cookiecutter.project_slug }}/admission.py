@@ -47,7 +47,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request, Response
 from fastapi.dependencies.models import Dependant
@@ -79,6 +79,22 @@ class AdmissionStats:
         return self.refused_expected_wait + self.refused_queue_full + self.refused_waited_budget
 
 
+class AdmissionObserver(Protocol):
+    """Told of every decision as it is made (metrics.AdmissionMetrics counts them)."""
+
+    def admitted(self, waited: float, queued: bool) -> None: ...
+
+    def refused(self, reason: str) -> None: ...  # expected_wait, queue_full or waited_budget
+
+
+class Unobserved:
+    def admitted(self, waited: float, queued: bool) -> None:
+        pass
+
+    def refused(self, reason: str) -> None:
+        pass
+
+
 @dataclass(eq=False)
 class _Waiter:
     future: asyncio.Future[None]
@@ -93,6 +109,7 @@ class AdmissionGate:
     queue_budget: float  # seconds
     max_queue: int
     clock: Callable[[], float] = time.monotonic
+    observer: AdmissionObserver = field(default_factory=Unobserved)
     free: int = field(init=False)
     mean_hold: float = field(default=0.0, init=False)
     stats: AdmissionStats = field(default_factory=AdmissionStats, init=False)
@@ -121,15 +138,18 @@ class AdmissionGate:
         if self.free and not self._queued:
             self.free -= 1
             self.stats.admitted_at_once += 1
+            self.observer.admitted(0.0, queued=False)
             return 0.0
         if self._queued >= self.max_queue:
             self.stats.refused_queue_full += 1
+            self.observer.refused("queue_full")
             raise OverloadedError
         # A queue shorter than the pool always gets its chance (it waits one hold at most, if
         # the measure is right): after a stall the measure remembers the slow holds, and would
         # otherwise refuse the first requests of the recovery. The deadline still holds.
         if self._queued >= self.permits and self.expected_wait() > self.queue_budget:
             self.stats.refused_expected_wait += 1
+            self.observer.refused("expected_wait")
             raise OverloadedError
         return await self._wait()
 
@@ -143,6 +163,7 @@ class AdmissionGate:
             await waiter.future
         except OverloadedError:
             self.stats.refused_waited_budget += 1
+            self.observer.refused("waited_budget")
             raise
         except asyncio.CancelledError:
             # The request was cancelled (its client left, or a deadline). While still waiting:
@@ -156,7 +177,9 @@ class AdmissionGate:
         finally:
             timer.cancel()
         self.stats.admitted_after_waiting += 1
-        return self.clock() - waiter.since
+        waited = self.clock() - waiter.since
+        self.observer.admitted(waited, queued=True)
+        return waited
 
     def _expire(self, waiter: _Waiter) -> None:
         if not waiter.future.done():

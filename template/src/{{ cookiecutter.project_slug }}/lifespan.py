@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from .admission import AdmissionGate, refusal
 from .capacity import wording
 from .db import open_database
+from .metrics import AdmissionMetrics
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def apply_capacity_plan(app: FastAPI, settings: Settings) -> None:
         permits=plan.connections_per_worker,
         queue_budget=plan.queue_budget,
         max_queue=plan.admission_queue,
+        observer=AdmissionMetrics(plan.connections_per_worker, plan.queue_budget),
     )
     app.state.refusal = refusal(settings.retry_after)
     logger.info("worker %d: %s", os.getpid(), wording.admission(plan))

@@ -6,11 +6,16 @@ the app is created, and the database pool is opened by the lifespan.
 
 from importlib import metadata
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
-from .api import bench, capacity, health, items
+from . import tracing
+from .api import bench, capacity, health, items, metrics
 from .errors import install_error_handlers
 from .lifespan import lifespan
+from .logs import valid_request_id
+from .metrics import registry
+from .observe import ObserveRequests
 from .overload import RequestDeadline, install_overload_handlers
 from .settings import Settings, plan_or_exit, settings_or_exit
 
@@ -34,12 +39,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings = settings_or_exit(Settings)
         plan_or_exit(settings)
     app.state.settings = settings
+    app.state.metrics_registry = registry()
+    # Outermost last: the request ID is set before anything logs, and the metrics and the access
+    # line see every answer, the deadline's 504 and the admission gate's 503 included.
     app.add_middleware(RequestDeadline, seconds=settings.request_timeout)
+    app.add_middleware(ObserveRequests)
+    app.add_middleware(CorrelationIdMiddleware, validator=valid_request_id)
     install_overload_handlers(app, retry_after=settings.retry_after)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(capacity.router)
+    app.include_router(metrics.router)
     app.include_router(items.router)
     if settings.bench_endpoints:  # BENCH_ENDPOINTS=true: for bench/ only
         app.include_router(bench.router)
+    app.state.tracer_provider = None
+    if tracing.enabled():  # the OTEL_* environment asks for traces: see tracing.py
+        tracing.instrument_app(app)
     return app

@@ -29,6 +29,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .metrics import DEADLINE_PASSED, STATEMENT_TIMEOUT
+
 logger = logging.getLogger(__name__)
 
 
@@ -141,6 +143,8 @@ def install_overload_handlers(app: FastAPI, retry_after: int) -> None:
             raise error  # a bug, not a load problem: a 500 with its traceback in the log
         if answer.status == 503:
             logger.warning("%s: %s", answer.detail, error.orig)
+        elif answer is QUERY_TIMEOUT:
+            STATEMENT_TIMEOUT.inc()
         return respond(answer, retry_after)
 
     async def unreachable(request: Request, error: Exception) -> JSONResponse:
@@ -189,6 +193,7 @@ class RequestDeadline:
             return
         if started:  # too late to change the answer: let the server close the connection
             raise TimeoutError(f"the response ran past its {self.seconds:g}s deadline")
+        DEADLINE_PASSED.inc()
         logger.warning(
             "%s %s passed its %gs deadline", scope["method"], scope["path"], self.seconds
         )

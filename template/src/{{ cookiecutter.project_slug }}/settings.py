@@ -130,6 +130,9 @@ class PlanSettings(BaseSettings):
     max_requests: int = Field(default=0, ge=0)
     max_requests_jitter: int | None = Field(default=None, ge=0)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # One JSON object per line, for a log collector (logs.py); text for a person at a terminal
+    # (`make dev` sets it).
+    log_format: Literal["json", "text"] = "json"
 
     # /readyz answers 503 when the database does not answer within this many seconds.
     readiness_timeout: float = Field(default=2.0, gt=0)
@@ -144,7 +147,7 @@ class PlanSettings(BaseSettings):
             return available_cpus()
         return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lowercase_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

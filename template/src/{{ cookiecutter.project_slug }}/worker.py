@@ -41,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, ClassVar
 
 from gunicorn.arbiter import Arbiter
 from starlette.datastructures import State
@@ -269,6 +270,9 @@ class ServiceServer(Server):
 
 class ServiceWorker(UvicornWorker):  # type: ignore[misc]  # gunicorn ships no type hints
     """UvicornWorker serving through ServiceServer; gunicorn.conf.py names it worker_class."""
+
+    # The access line is the service's own (observe.py, with route and duration): not uvicorn's.
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {**UvicornWorker.CONFIG_KWARGS, "access_log": False}
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)

@@ -1,0 +1,84 @@
+"""OpenTelemetry tracing: off unless the standard OTEL_* environment asks for it.
+
+On when OTEL_SDK_DISABLED=false, or OTEL_TRACES_EXPORTER names an exporter (otlp, console), or
+an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none keep it off whatever else is set. The rest
+of the configuration (service name, endpoint, headers, sampler) is the SDK's own, from the same
+environment.
+
+The packages are the `tracing` extra (`pip install '.[tracing]'`, `uv sync --extra tracing`),
+imported only when tracing is on: a service without it neither installs nor loads them. Each
+worker makes its own tracer provider (create_app runs after the fork), so no exporter thread is
+shared across processes. Instrumented: FastAPI (a server span per request), SQLAlchemy (a span
+per statement) and the driver ({{ 'asyncpg' if cookiecutter.db_driver == 'async' else 'psycopg' }}).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from opentelemetry.sdk.trace import TracerProvider
+    from sqlalchemy import Engine
+
+ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the OTEL_* environment asks for traces."""
+    disabled = environ.get("OTEL_SDK_DISABLED", "").strip().lower()
+    exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if disabled == "true" or exporter == "none":
+        return False
+    return disabled == "false" or bool(exporter) or any(environ.get(name) for name in ENDPOINTS)
+
+
+def provider_from_environment() -> TracerProvider:
+    """A tracer provider exporting as OTEL_TRACES_EXPORTER says: otlp (over HTTP) or console."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SpanExporter,
+    )
+
+    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over this default name.
+    resource = Resource.create({"service.name": "{{ cookiecutter.project_slug }}"})
+    provider = TracerProvider(resource=resource)
+    exporters = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
+    for name in exporters.split(","):
+        exporter: SpanExporter
+        if name.strip() == "console":
+            exporter = ConsoleSpanExporter()
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def instrument_app(app: FastAPI, provider: TracerProvider | None = None) -> None:
+    """Trace the app's requests, and (through app.state) the engine the lifespan opens."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    from .db import instrument_driver
+
+    provider = provider or provider_from_environment()
+    app.state.tracer_provider = provider
+    # /metrics and the probes are scraped every few seconds: spans of them would drown the rest.
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=provider, excluded_urls="/metrics,/healthz,/readyz"
+    )
+    instrument_driver(provider)  # db.py: this project's driver
+
+
+def instrument_engine(engine: Engine, provider: TracerProvider) -> None:
+    """A span per statement the engine runs, children of the request's span."""
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
