@@ -47,13 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CorrelationIdMiddleware, validator=valid_request_id)
     install_overload_handlers(app, retry_after=settings.retry_after)
     install_error_handlers(app)
+    app.state.tracer_provider = None
+    if tracing.enabled():  # the OTEL_* environment asks for traces: see tracing.py
+        tracing.instrument_app(app)
     app.include_router(health.router)
     app.include_router(capacity.router)
     app.include_router(metrics.router)
     app.include_router(items.router)
     if settings.bench_endpoints:  # BENCH_ENDPOINTS=true: for bench/ only
         app.include_router(bench.router)
-    app.state.tracer_provider = None
-    if tracing.enabled():  # the OTEL_* environment asks for traces: see tracing.py
-        tracing.instrument_app(app)
     return app
