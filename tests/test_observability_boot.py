@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.load import concurrently
 from tests.support.services import (
     POOL_SIZE,
     WORKERS,
@@ -31,7 +32,6 @@ from tests.support.services import (
     item_paths,
     items_locked,
 )
-from tests.test_overload_boot import concurrently
 
 pytestmark = pytest.mark.boot
 

@@ -7,7 +7,6 @@ query on it then waits, as it would behind a slow migration or a hot row.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -17,7 +16,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import httpx
 import pytest
 
 from tests.support.generation import capacity_package, plan_inputs, template_module
+from tests.support.load import concurrently
 from tests.support.processes import free_port
 from tests.support.services import (
     BUDGET,
@@ -63,29 +62,6 @@ def plan_for(driver: str) -> Any:
             }
         )
     )
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    seconds: float
-    retry_after: str | None
-
-
-def concurrently(url: str, path: str, count: int) -> list[Answer]:
-    """`count` requests at once, each on its own connection; any transport error fails the test."""
-
-    async def one(client: httpx.AsyncClient) -> Answer:
-        started = time.monotonic()
-        response = await client.get(path)
-        return Answer(response.status_code, time.monotonic() - started, response.headers.get("Retry-After"))
-
-    async def all_of_them() -> list[Answer]:
-        limits = httpx.Limits(max_connections=count, max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-            return await asyncio.gather(*(one(client) for _ in range(count)))
-
-    return asyncio.run(all_of_them())
 
 
 @pytest.fixture(scope="module")
