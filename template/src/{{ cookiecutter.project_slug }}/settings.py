@@ -315,12 +315,6 @@ class SettingsError(ValueError):
 
 def load_settings(kind: type[AnySettings]) -> AnySettings:
     """Settings of `kind` from the environment and secret files, or a SettingsError saying why."""
-    folder = os.environ.get("SECRETS_DIR")
-    if folder is not None and not Path(folder).is_dir():
-        raise SettingsError(
-            f"SECRETS_DIR={shlex.quote(folder)} is not accepted: it is not a directory; use the"
-            " folder where the secret files are mounted, or unset"
-        )
     try:
         return kind(_secrets_dir=secrets_dir())
     except ValidationError as error:
@@ -330,9 +324,18 @@ def load_settings(kind: type[AnySettings]) -> AnySettings:
 
 
 def secrets_dir() -> Path | None:
-    """SECRETS_DIR, else /run/secrets where it exists: files named after settings, with values."""
-    folder = Path(os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR))
-    return folder if folder.is_dir() else None
+    """SECRETS_DIR (which must be a folder), else /run/secrets where it exists: files named
+    after settings, holding their values."""
+    chosen = os.environ.get("SECRETS_DIR")
+    if chosen is None:
+        default = Path(DEFAULT_SECRETS_DIR)
+        return default if default.is_dir() else None
+    if not Path(chosen).is_dir():
+        raise SettingsError(
+            f"SECRETS_DIR={shlex.quote(chosen)} is not accepted: it is not a directory; use the"
+            " folder where the secret files are mounted, or unset"
+        )
+    return Path(chosen)
 
 
 def settings_or_exit(kind: type[AnySettings]) -> AnySettings:
