@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -35,16 +36,27 @@ from {{ cookiecutter.project_slug }}.logs import logging_config
 sys.path.insert(0, str(Path(__file__).parent / "tests"))
 from postgres_server import throwaway_postgres
 
-DEFAULT_DATABASE = "{{ 'compose' if cookiecutter.deployment_target == 'docker-compose' else 'throwaway' }}"
+def throwaway_database(cleanup: ExitStack) -> str:
+    """A throwaway server, deleted when this command stops."""
+    server = cleanup.enter_context(throwaway_postgres())
+    database_url = server.create_database("{{ cookiecutter.project_slug }}_dev")
+    print(f"dev: a throwaway PostgreSQL at {database_url}", file=sys.stderr)
+    return database_url
+
+
+# DEV_DATABASE's choices, the default first.
+DATABASES: dict[str, Callable[[ExitStack], str]] = {"throwaway": throwaway_database}
 {%- if cookiecutter.deployment_target == "docker-compose" %}
 COMPOSE = ["docker", "compose", "-f", "compose.yaml", "-f", "compose.dev.yaml"]
 
 
-def compose_database(env_file: Path = Path(".env")) -> str:
-    """compose's PostgreSQL, started and waited for: its URL on loopback, .env's credentials."""
+def compose_database(cleanup: ExitStack) -> str:
+    """compose's PostgreSQL, started and waited for: its URL on loopback, .env's credentials.
+    It goes on running after this command stops, as compose's services do."""
     from dotenv import dotenv_values
     from sqlalchemy.engine import URL
 
+    env_file = Path(".env")
     if not env_file.is_file():
         raise SystemExit("dev: compose's PostgreSQL takes its credentials from .env: copy it first")
     values = dotenv_values(env_file)
@@ -58,6 +70,9 @@ def compose_database(env_file: Path = Path(".env")) -> str:
         database=values.get("POSTGRES_DB"),
     )
     return url.render_as_string(hide_password=False)
+
+
+DATABASES = {"compose": compose_database, **DATABASES}
 {%- endif %}
 
 
@@ -73,22 +88,14 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     port = os.environ.get("PORT", "{{ cookiecutter.http_port|int }}")
-    choice = os.environ.get("DEV_DATABASE", DEFAULT_DATABASE)
+    choice = os.environ.get("DEV_DATABASE", next(iter(DATABASES)))
     with ExitStack() as cleanup:
         database_url = os.environ.get("DATABASE_URL")
-        if database_url:
-            pass
-{%- if cookiecutter.deployment_target == "docker-compose" %}
-        elif choice == "compose":
-            database_url = compose_database()
-{%- endif %}
-        elif choice == "throwaway":
-            server = cleanup.enter_context(throwaway_postgres())
-            database_url = server.create_database("{{ cookiecutter.project_slug }}_dev")
-            print(f"dev: a throwaway PostgreSQL at {database_url}", file=sys.stderr)
-        else:
-            accepted = "{{ 'compose or throwaway' if cookiecutter.deployment_target == 'docker-compose' else 'throwaway' }}"
-            raise SystemExit(f"dev: DEV_DATABASE={choice} is not accepted; use {accepted}")
+        if not database_url:
+            if choice not in DATABASES:
+                accepted = " or ".join(DATABASES)
+                raise SystemExit(f"dev: DEV_DATABASE={choice} is not accepted; use {accepted}")
+            database_url = DATABASES[choice](cleanup)
         # development: an example password in DATABASE_URL is fine on this machine.
         env = {"ENVIRONMENT": "development", **os.environ, "DATABASE_URL": database_url}
         # The service's logging, as gunicorn.conf.py sets it, but as text for a person unless
