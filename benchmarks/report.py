@@ -18,7 +18,7 @@ STEP_TEXT = {
     "driver_fetch": "generated, but the statement run by asyncpg on the connection SQLAlchemy's pool checks out",
     "fastapi_asyncpg": "bound: the same FastAPI app and admission, the route on a raw asyncpg pool",
     "asyncio_h11": "generated, on asyncio's loop and h11 instead of uvloop and httptools",
-    "no_access_log": "generated, with gunicorn's access log off",
+    "no_access_log": "generated, with its access line off",
     "no_database": "FastAPI floor: the same app, route answering constant bytes",
     "raw_no_database": "raw floor: the baseline's ASGI app answering constant bytes",
     "baseline": "**baseline**: bare ASGI + asyncpg pool",
@@ -413,7 +413,7 @@ def reading(m: Any, rows: dict[str, Any]) -> list[str]:
         )
     if {"async", "no_access_log"} <= rows.keys():
         out.append(
-            f"- **Access log**: turning gunicorn's access log off (it is on in the generated config) changed it by"
+            f"- **Access log**: turning the service's access line off (one JSON line per request) changed it by"
             f" {cpu('no_access_log') - cpu('async'):+,.0f} µs; it stays on, as operators need it."
         )
     if {"async", "driver_fetch"} <= rows.keys():

@@ -55,10 +55,12 @@ def serve(
 
 
 def gunicorn_config_without_access_log(project: Project, folder: Path) -> Path:
-    """The project's gunicorn.conf.py with the access log off (for one ablation)."""
+    """The project's gunicorn.conf.py with the access line off (for one ablation): the service
+    writes it itself (observe.py) through its access logger, here raised above INFO."""
     config = folder / "gunicorn-no-access-log.conf.py"
     original = project.path / "gunicorn.conf.py"
-    config.write_text(f"exec(compile(open({str(original)!r}).read(), {str(original)!r}, 'exec'))\naccesslog = None\n")
+    quiet = f"logconfig_dict['loggers']['{PACKAGE}.access'] = {{'level': 'WARNING'}}"
+    config.write_text(f"exec(compile(open({str(original)!r}).read(), {str(original)!r}, 'exec'))\n{quiet}\n")
     return config
 
 
