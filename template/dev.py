@@ -36,6 +36,7 @@ from {{ cookiecutter.project_slug }}.logs import logging_config
 sys.path.insert(0, str(Path(__file__).parent / "tests"))
 from postgres_server import throwaway_postgres
 
+
 def throwaway_database(cleanup: ExitStack) -> str:
     """A throwaway server, deleted when this command stops."""
     server = cleanup.enter_context(throwaway_postgres())
