@@ -19,10 +19,20 @@ from tests.support.deploy import Case, Rendered, render_case
 from tests.support.generation import template_module
 from tests.support.services import ANSWERS, Database, Project, generate_and_install, migrated_database
 
-# The modules that take longest, longest first. The suite runs whole modules in parallel
-# (xdist --dist loadfile, in the order collected): starting these first keeps one of them from
-# being left alone at the end while the other processes sit idle.
-LONGEST_FIRST = ("test_image.py", "test_boot.py", "test_benchmarks.py", "test_pgbouncer_boot.py")
+# The modules that start first, in this order. The suite runs whole modules in parallel, two at
+# a time (xdist --dist loadfile --no-loadscope-reorder: in the order collected, which this
+# list sets). The modules whose assertions need the CPU they measure on (a closed-loop load
+# that must all be served in time) start first, beside the image builds, which mostly wait
+# on the network, and never beside the benchmark smoke run, which loads both cores. The
+# longest modules follow, so that none is left alone at the end while the other process idles.
+LONGEST_FIRST = (
+    "test_overload_boot.py",
+    "test_image.py",
+    "test_lifecycle_boot.py",
+    "test_boot.py",
+    "test_benchmarks.py",
+    "test_pgbouncer_boot.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
