@@ -12,17 +12,21 @@ A request still waiting for a free connection when the sending window ends is no
 ("unsent"): the service was too slow to take it.
 
 Meanwhile a probe asks for /healthz on a connection of its own, one request after the other,
-so that liveness under load is measured as an orchestrator would see it.
+so that liveness under load is measured as an orchestrator would see it. The probe runs in a
+process of its own: in the sender's, its answers would wait for the sender's busy event loop,
+and the probe would measure the sender.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import multiprocessing
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection as ResultPipe
+from multiprocessing.synchronize import Event
 
 from .http import REQUEST_ERRORS, Connection, Target, run
 
@@ -101,7 +105,28 @@ def run_open_loop(
     timeout: float = 10,
 ) -> OpenLoopResult:
     """Send GET paths[i % len(paths)] at `rate` per second for `duration` seconds."""
-    return run(_open_loop(url, paths, rate, duration, connections, probe_path, timeout))
+    if probe_path is None:
+        return run(_open_loop(url, paths, rate, duration, connections, timeout))
+    # Forked before this process runs an event loop, so the child starts from a clean state.
+    processes = multiprocessing.get_context("fork")
+    stop = processes.Event()
+    results, result = processes.Pipe(duplex=False)
+    prober = processes.Process(
+        target=_probe_process, args=(url, probe_path, stop, timeout, result), daemon=True
+    )
+    prober.start()
+    try:
+        found = run(_open_loop(url, paths, rate, duration, connections, timeout))
+    finally:
+        stop.set()
+    probe = results.recv() if results.poll(timeout + 5) else None
+    prober.join(5)
+    return replace(found, probe=probe)
+
+
+def _probe_process(url: str, path: str, stop: Event, deadline: float, result: ResultPipe) -> None:
+    result.send(run(_probe(Target.parse(url), path, stop, deadline)))
+    result.close()
 
 
 async def _open_loop(
@@ -110,7 +135,6 @@ async def _open_loop(
     rate: float,
     duration: float,
     connections: int,
-    probe_path: str | None,
     deadline: float,
 ) -> OpenLoopResult:
     loop = asyncio.get_running_loop()
@@ -144,10 +168,6 @@ async def _open_loop(
 
     pool = [Connection(target) for _ in range(connections)]
     senders = [asyncio.create_task(sender(connection)) for connection in pool]
-    probing = asyncio.Event()
-    probe = (
-        asyncio.create_task(_probe(target, probe_path, probing, deadline)) if probe_path else None
-    )
     for number in range(total):
         due_at = start + number / rate
         if (delay := due_at - loop.time()) > 0:
@@ -158,8 +178,6 @@ async def _open_loop(
             await due.join()
     except TimeoutError:
         pass
-    probing.set()
-    probe_result = await probe if probe else None
     for task in senders:
         task.cancel()
     await asyncio.gather(*senders, return_exceptions=True)
@@ -175,11 +193,10 @@ async def _open_loop(
         connections=connections,
         requests=total,
         by_status=_by_status(samples, total),
-        probe=probe_result,
     )
 
 
-async def _probe(target: Target, path: str, stop: asyncio.Event, deadline: float) -> ProbeResult:
+async def _probe(target: Target, path: str, stop: Event, deadline: float) -> ProbeResult:
     loop = asyncio.get_running_loop()
     connection = Connection(target)
     latencies: list[float] = []
@@ -194,8 +211,7 @@ async def _probe(target: Target, path: str, stop: asyncio.Event, deadline: float
             failed += 1
             connection.close()
         latencies.append(1000 * (loop.time() - sent))
-        with contextlib.suppress(TimeoutError):  # the interval passed: probe again
-            await asyncio.wait_for(stop.wait(), PROBE_INTERVAL)
+        await asyncio.sleep(PROBE_INTERVAL)
     connection.close()
     latencies.sort()
     return ProbeResult(

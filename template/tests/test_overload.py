@@ -10,6 +10,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
+from {{ cookiecutter.project_slug }}.admission import AdmissionGate
 from {{ cookiecutter.project_slug }}.db import query_server
 from {{ cookiecutter.project_slug }}.lifespan import CapacityError
 from {{ cookiecutter.project_slug }}.main import create_app
@@ -36,6 +37,39 @@ def test_database_requests_that_cannot_be_served_in_time_are_refused_at_once(
     assert client.get("/items/1").status_code == 404
     assert gate.free == gate.permits, "every admitted request gives its connection's permit back"
     assert client.get("/capacity").json()["admission"]["refused"] == 1
+
+
+def test_while_the_gate_refuses_at_once_database_requests_are_refused_before_routing(
+    client: TestClient,
+) -> None:
+    gate: AdmissionGate = client.app.state.admission  # type: ignore[attr-defined]
+    permits, max_queue = gate.free, gate.max_queue
+    entered: list[bool] = []
+    acquire = gate.acquire
+
+    async def counting_acquire() -> float:
+        entered.append(True)  # the route's own admission: only requests routed get here
+        return await acquire()
+
+    gate.acquire = counting_acquire  # type: ignore[method-assign]
+    gate.free, gate.max_queue = 0, 0  # every connection held and no queue: refuse at once
+    try:
+        refused = client.get("/items/1", headers={"X-Request-ID": "early-1"})
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "1"
+        assert refused.headers["X-Request-ID"] == "early-1"
+        assert refused.json() == {"detail": "overloaded: retry later"}
+        assert client.post("/items", json={"name": "x"}).status_code == 503
+        assert client.get("/healthz").status_code == 200, "a route without the database"
+        assert client.get("/no/such/path").status_code == 404
+        assert client.delete("/items").status_code == 405, "no route for that method"
+    finally:
+        gate.free, gate.max_queue = permits, max_queue
+    assert entered == [], "refused before the route ran"
+    assert gate.stats.refused_queue_full == 2
+    assert client.get("/items/1").status_code == 404
+    assert entered == [True], "admitted by the route once the gate has room"
+    del gate.acquire
 
 
 def test_the_worker_applies_the_plan(client: TestClient, settings: Settings) -> None:

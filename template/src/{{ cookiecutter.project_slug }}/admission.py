@@ -32,12 +32,12 @@ counted, the pool, whose size the capacity plan fixes: only the queue in front o
 controlling, and by the measure clients feel.
 
 The decision is made by the route itself (AdmissionRoute, the route class of every router
-whose routes use the database), once the request is routed and before any dependency runs: a
-refusal costs routing and a prepared answer, not the dependency injection and the exception
-handling a dependency that raises would. Which routes use the database is read from their
-dependencies when the route is built: a route that depends on `Admitted` (every SessionDep
-and ReadConnectionDep does) is admitted; /healthz, /capacity and handlers without a database
-dependency are never refused.
+whose routes use the database), once the request is routed and before any dependency runs.
+While the gate would refuse at once, early_refusal.py answers database requests before
+routing instead, so that a refusal costs a prepared answer and little else. Which routes use
+the database is read from their dependencies when the route is built: a route that depends on
+`Admitted` (every SessionDep and ReadConnectionDep does) is admitted; /healthz, /capacity and
+handlers without a database dependency are never refused.
 """
 
 from __future__ import annotations
@@ -140,18 +140,32 @@ class AdmissionGate:
             self.stats.admitted_at_once += 1
             self.observer.admitted(0.0, queued=False)
             return 0.0
-        if self._queued >= self.max_queue:
-            self.stats.refused_queue_full += 1
-            self.observer.refused("queue_full")
+        if (reason := self.refusal_reason()) is not None:
+            self.refuse(reason)
             raise OverloadedError
+        return await self._wait()
+
+    def refusal_reason(self) -> str | None:
+        """Why a request arriving now would be refused at once; None if it would be admitted
+        or queued."""
+        if self.free and not self._queued:
+            return None
+        if self._queued >= self.max_queue:
+            return "queue_full"
         # A queue shorter than the pool always gets its chance (it waits one hold at most, if
         # the measure is right): after a stall the measure remembers the slow holds, and would
         # otherwise refuse the first requests of the recovery. The deadline still holds.
         if self._queued >= self.permits and self.expected_wait() > self.queue_budget:
+            return "expected_wait"
+        return None
+
+    def refuse(self, reason: str) -> None:
+        """Count a refusal at once (reason: queue_full or expected_wait)."""
+        if reason == "queue_full":
+            self.stats.refused_queue_full += 1
+        else:
             self.stats.refused_expected_wait += 1
-            self.observer.refused("expected_wait")
-            raise OverloadedError
-        return await self._wait()
+        self.observer.refused(reason)
 
     async def _wait(self) -> float:
         loop = asyncio.get_running_loop()
@@ -225,6 +239,11 @@ async def require_admission(request: Request) -> None:
 Admitted = Annotated[None, Depends(require_admission)]
 
 
+def uses_database(route: APIRoute) -> bool:
+    """Whether the route depends on `Admitted`, directly or through other dependencies."""
+    return _depends_on_admission(route.dependant)
+
+
 def _depends_on_admission(dependant: Dependant) -> bool:
     return any(
         sub.call is require_admission or _depends_on_admission(sub)
@@ -251,7 +270,7 @@ class AdmissionRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
-        if not _depends_on_admission(self.dependant):
+        if not uses_database(self):
             return handle
 
         async def admit_then_handle(request: Request) -> Response:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from . import tracing
 from .api import bench, capacity, health, items, metrics
+from .early_refusal import RefuseBeforeRouting
 from .errors import install_error_handlers
 from .lifespan import lifespan
 from .logs import valid_request_id
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: the request ID is set before anything logs, and the metrics and the access
     # line see every answer, the deadline's 504 and the admission gate's 503 included.
     app.add_middleware(RequestDeadline, seconds=settings.request_timeout)
+    app.add_middleware(RefuseBeforeRouting, service=app)  # the gate's refusals, made cheap
     app.add_middleware(ObserveRequests)
     app.add_middleware(CorrelationIdMiddleware, validator=valid_request_id)
     install_overload_handlers(app, retry_after=settings.retry_after)
