@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks import services
+from benchmarks import profile, services
 from benchmarks.machine import Meter, Usage, children
 from benchmarks.report import write_report
 from tests.support.answers import DRIVERS, REPO, default_answers
@@ -30,6 +30,19 @@ from tests.support.services import Project, service_env
 from tests.support.services import run as run_command
 
 STARTED = time.monotonic()
+# The apps a user would write instead (benchmarks/*_app.py), by target name.
+REFERENCES = {
+    "fastapi": "fastapi_app:app",
+    "fastapi_logged": "fastapi_app:app",
+    "fastapi_orm": "fastapi_orm_app:app",
+    "baseline": "baseline_app:app",
+    "raw_no_database": "baseline_app:app",
+}
+# The ORM session path every user route copies: (method, path, JSON body).
+ORM_REQUESTS = {
+    "POST /items": ("POST", "/items", '{"name": "bench item", "description": "sent by wrk"}'),
+    "GET /items": ("GET", "/items?limit=20", None),
+}
 
 
 def progress(message: str) -> None:
@@ -69,6 +82,7 @@ class Plan:
     knee_steps: int  # at most
     knee_factor: float  # offered rate growth per step
     overload_duration: float  # seconds at each multiple of the knee's capacity
+    profile_seconds: float  # py-spy's sampling of one worker, per target
     multiples: list[float]
     request_timeout: float  # seconds before an open-loop request counts as an error
     settle: float  # seconds between open-loop runs, for the last one's requests to finish
@@ -93,6 +107,7 @@ FULL = {
     "knee_steps": 15,
     "knee_factor": 1.4,
     "overload_duration": 30.0,
+    "profile_seconds": 8.0,
     "multiples": [2.0, 5.0, 10.0],
     "request_timeout": 10.0,
     "settle": 1.0,
@@ -110,6 +125,7 @@ QUICK = {
     "knee_steps": 3,
     "knee_factor": 2.0,
     "overload_duration": 1.0,
+    "profile_seconds": 2.0,
     "multiples": [2.0, 5.0, 10.0],
     "request_timeout": 2.0,
     "settle": 0.1,
@@ -185,6 +201,8 @@ class Measured:
     threadpool: dict[str, tuple[list[Any], Any]] = field(default_factory=dict)
     thread_hop: dict[str, dict[str, Summary]] = field(default_factory=dict)
     ablations: dict[str, Summary] = field(default_factory=dict)
+    orm: dict[str, dict[str, Summary]] = field(default_factory=dict)  # request -> target -> summary
+    profile: dict[str, dict[str, float]] = field(default_factory=dict)  # target -> component -> share
     libraries: dict[str, set[str]] = field(default_factory=dict)
     usages: list[Usage] = field(default_factory=list)  # every measurement, for the host's load
     budget_ms: float = 100.0
@@ -278,7 +296,8 @@ def run(plan: Plan, args: argparse.Namespace, workdir: Path) -> int:
         measured.machine["Python"] = f"{platform.python_implementation()} {platform.python_version()}"
         context = Context(plan, bench, projects, url, postmaster, logs, workdir, measured)
         context.sessions = lambda: int(pg.sql("SELECT sessions FROM pg_stat_database WHERE datname = 'bench'"))
-        context.measure_targets(["fastapi", *plan.variants])
+        context.measure_targets(["fastapi", "fastapi_logged", *plan.variants])
+        context.measure_orm(plan.variants)
         context.measure_threadpool(plan.variants)
         if plan.ablations:
             context.measure_ablations(plan.ablations)
@@ -356,17 +375,25 @@ class Context:
         """gunicorn for a target: 'baseline', a variant, or an ablation step."""
         # Workers are not recycled mid-measurement (MAX_REQUESTS): a restart is not what is measured.
         env = service_env(DATABASE_URL=self.database_url, MAX_REQUESTS="0", **extra)
-        if target in ("fastapi", "baseline", "raw_no_database"):
+        cwd = None
+        if target in REFERENCES:
             project = self.projects["async"]
             answers = default_answers()
             env |= {"PYTHONPATH": str(services.HERE), "WEB_CONCURRENCY": "2"}
             env |= {"DB_POOL_SIZE": str(answers["pool_size"]), "DB_MAX_OVERFLOW": str(answers["max_overflow"])}
             if target == "raw_no_database":
                 env["BASELINE_NO_DATABASE"] = "1"
-            # Served like the services: the same worker class, workers and keep-alive, and an access
-            # log line per request as their gunicorn.conf.py writes.
-            args = ["-k", "uvicorn_worker.UvicornWorker", "-w", "2", "--keep-alive", "5", "--access-logfile", "-"]
-            args.append("fastapi_app:app" if target == "fastapi" else "baseline_app:app")
+            # Served like the services: the same worker class, workers and keep-alive. The bound
+            # (fastapi) writes no access line, from a folder without the service's gunicorn.conf.py;
+            # fastapi_logged adds only an access line per request, in the service's JSON logging
+            # (its gunicorn.conf.py's logconfig_dict, with uvicorn's access line turned on).
+            args = ["-k", "uvicorn_worker.UvicornWorker", "-w", "2", "--keep-alive", "5"]
+            if target == "fastapi_logged":
+                args += ["--access-logfile", "-"]
+            else:
+                cwd = self.workdir / "plain"
+                cwd.mkdir(exist_ok=True)
+            args.append(REFERENCES[target])
         elif target in self.projects:
             project, args = self.projects[target], ["-c", "gunicorn.conf.py"]
         else:  # an ablation of the async variant
@@ -381,7 +408,7 @@ class Context:
             if target not in ("asyncio_h11", "no_access_log"):
                 env["ABLATION"] = target
         name = f"{label}{target}".replace(" ", "-")
-        return services.serve(name, project, args, env, self.plan.server_cpu, self.logs)
+        return services.serve(name, project, args, env, self.plan.server_cpu, self.logs, cwd)
 
     def servers(
         self, stack: ExitStack, targets: list[str], label: str = "", **extra: str
@@ -400,7 +427,12 @@ class Context:
         return started
 
     def take_turns(
-        self, servers: dict[str, services.Server], paths: dict[str, list[str]], levels: list[int]
+        self,
+        servers: dict[str, services.Server],
+        paths: dict[str, list[str]],
+        levels: list[int],
+        method: str = "GET",
+        body: str | None = None,
     ) -> dict[str, list[Summary]]:
         """wrk against each server in turn, level by level, for plan.rounds rounds."""
         plan = self.plan
@@ -408,7 +440,7 @@ class Context:
         if plan.warmup:
             for target, server in servers.items():
                 self.bench.load.run_load(
-                    server.url, paths[target], [max(levels)], 0, plan.warmup, plan.load_cpu, progress
+                    server.url, paths[target], [max(levels)], 0, plan.warmup, plan.load_cpu, progress, method, body
                 )
         for number in range(1, plan.rounds + 1):
             for level in levels:
@@ -417,7 +449,7 @@ class Context:
                     meter = Meter(server.pid, self.postmaster, self.sessions)
                     meter.start()
                     [result] = self.bench.load.run_load(
-                        server.url, paths[target], [level], plan.duration, 0, plan.load_cpu, progress
+                        server.url, paths[target], [level], plan.duration, 0, plan.load_cpu, progress, method, body
                     )
                     usage = meter.stop()
                     self.measured.usages.append(usage)
@@ -429,9 +461,12 @@ class Context:
             servers = self.servers(stack, targets)
             progress(f"GET /items/{{id}} at {self.plan.levels} connections, {self.plan.rounds} rounds")
             self.measured.items = self.take_turns(servers, dict.fromkeys(servers, self.paths), self.plan.levels)
+            for target in ("fastapi", *self.plan.variants):
+                self.measure_profile(target, servers[target])
             self.queue_budget(servers)
             for target, server in servers.items():
-                self.measure_overload(target, server)
+                if target != "fastapi_logged":  # the same app as fastapi under overload
+                    self.measure_overload(target, server)
 
     def queue_budget(self, servers: dict[str, services.Server]) -> None:
         """The budget every target's knee is judged by: the async variant's, as /capacity says."""
@@ -478,6 +513,30 @@ class Context:
             found.runs.append(bench.targets.OverloadRun(multiple, result))
         found.verdicts = bench.targets.verdicts(search, found.runs)
         found.refusal_us = refusal_cost(found)
+
+    def measure_profile(self, target: str, server: services.Server) -> None:
+        """py-spy on one worker while wrk loads the server at the headline concurrency."""
+        plan = self.plan
+        worker = children(server.pid)[0]
+        out = self.logs / f"profile-{target}.txt"
+        progress(f"{target}: profiling worker {worker} for {plan.profile_seconds:g} s")
+        sampler = profile.record(worker, plan.profile_seconds, out)
+        self.bench.load.run_load(
+            server.url, self.paths, [plan.headline], plan.profile_seconds + 1, 0, plan.load_cpu, progress
+        )
+        _, errors = sampler.communicate(timeout=60)
+        if sampler.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"py-spy failed on {target} ({sampler.returncode}): {errors.decode()}")
+        self.measured.profile[target] = profile.shares(out)
+
+    def measure_orm(self, variants: list[str]) -> None:
+        """POST /items and GET /items, the ORM session path, against the ORM reference app."""
+        with ExitStack() as stack:
+            servers = self.servers(stack, ["fastapi_orm", *variants], "orm ")
+            for name, (method, path, body) in ORM_REQUESTS.items():
+                progress(f"{name} at {self.plan.headline} connections, {self.plan.rounds} rounds")
+                found = self.take_turns(servers, dict.fromkeys(servers, [path]), [self.plan.headline], method, body)
+                self.measured.orm[name] = {target: summary for target, [summary] in found.items()}
 
     def measure_threadpool(self, variants: list[str]) -> None:
         with ExitStack() as stack:

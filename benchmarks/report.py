@@ -53,7 +53,9 @@ def lines(m: Any) -> list[str]:
         "",
         *machine_section(m),
         *items_section(m),
+        *profile_section(m),
         *overload_section(m),
+        *orm_section(m),
         *threadpool_section(m),
         *ablation_section(m),
         *commands_section(m),
@@ -124,10 +126,11 @@ def items_section(m: Any) -> list[str]:
         "",
         f"wrk, one thread, {plan.duration:g} s per measurement after {plan.warmup:g} s of warm-up, over"
         f" {plan.items} item ids; every server up at once and measured in turn, {plan.rounds} rounds, medians"
-        " shown. `fastapi` is `benchmarks/fastapi_app.py`: one FastAPI route returning a pydantic model, an"
-        " asyncpg pool opened in the lifespan and sized like the variants' pool, no middleware and no admission"
-        " control, served like the variants (gunicorn, uvicorn-worker, the same workers, keep-alive and access"
-        " log). Server CPU µs/req counts every answer, 200 or 503.",
+        " shown. `fastapi`, the bound, is `benchmarks/fastapi_app.py`: one FastAPI route returning a pydantic"
+        " model, an asyncpg pool opened in the lifespan and sized like the variants' pool, no middleware, no"
+        " admission control and no access log, served like the variants (gunicorn, uvicorn-worker, the same"
+        " workers and keep-alive). `fastapi_logged` is the same app with only an access line per request added,"
+        " written through the service's JSON logging. Server CPU µs/req counts every answer, 200 or 503.",
         "",
         *table(header, rows),
         "",
@@ -144,14 +147,23 @@ def _goal(m: Any) -> str:
     if REFERENCE not in found:
         return ""
     ref = found[REFERENCE]
-    parts = [
-        f"the {variant} variant spends {found[variant].server_us:,.0f} µs of server CPU per request,"
-        f" {found[variant].server_us / ref.server_us:.2f}x the plain FastAPI app's {ref.server_us:,.0f},"
-        f" and serves {found[variant].ok_rps / ref.ok_rps:.2f}x its ok/s"
-        for variant in DRIVERS
-        if variant in found
-    ]
+    parts = []
+    for variant in DRIVERS:
+        if variant not in found:
+            continue
+        cpu, rps = found[variant].server_us / ref.server_us, found[variant].ok_rps / ref.ok_rps
+        most_cpu, least_rps = COST_GOALS[variant]
+        met = "met" if cpu <= most_cpu and rps >= least_rps else "not met"
+        parts.append(
+            f"the {variant} variant spends {found[variant].server_us:,.0f} µs of server CPU per request,"
+            f" {cpu:.2f}x the plain FastAPI app's {ref.server_us:,.0f}, and serves {rps:.2f}x its ok/s"
+            f" (goal: at most {most_cpu:g}x and at least {least_rps:g}x: {met})"
+        )
     return f"At {head} connections " + "; ".join(parts) + "." if parts else ""
+
+
+# The per-request goals against the bound at the headline concurrency: (most CPU, least ok/s).
+COST_GOALS = {"async": (1.5, 0.65), "sync": (2.0, 0.5)}
 
 
 def overload_section(m: Any) -> list[str]:
@@ -270,6 +282,79 @@ def targets_section(m: Any) -> list[str]:
         " the targets show what a service without it does, not promises it makes.",
         "",
         *table(["target", "goal", "measured", ""], rows),
+        "",
+    ]
+
+
+def profile_section(m: Any) -> list[str]:
+    if not m.profile:
+        return []
+    head = m.plan.headline
+    cost = {t: lv.server_us for t, levels in m.items.items() for lv in levels if lv.concurrency == head}
+    targets = list(m.profile)
+    components = list(dict.fromkeys(name for shares in m.profile.values() for name in shares))
+    rows = []
+    for name in components:
+        cells = [name]
+        for target in targets:
+            share = m.profile[target].get(name, 0.0)
+            cells.append(f"{share * cost.get(target, float('nan')):,.0f} ({100 * share:.0f} %)" if share else "-")
+        rows.append(cells)
+    rows.append(["**total** (server CPU µs/req above)", *(f"{cost.get(t, float('nan')):,.0f}" for t in targets)])
+    return [
+        "## Where a request's CPU goes",
+        "",
+        f"py-spy sampling one worker of each target while wrk loads it at {head} connections"
+        f" ({m.plan.profile_seconds:g} s, every thread), each sample put down to the component of its innermost"
+        " frame that belongs to one (`benchmarks/profile.py` has the rules); µs per request are each share of"
+        f" the server CPU per request measured at {head} connections in the table above.",
+        "",
+        *table(["component", *(f"{t}: µs/req (share)" for t in targets)], rows),
+        "",
+    ]
+
+
+ORM_REFERENCE = "fastapi_orm"
+ORM_GOAL = 2.0  # at most this many times the ORM reference's server CPU per request
+
+
+def orm_section(m: Any) -> list[str]:
+    if not m.orm:
+        return []
+    rows, verdicts = [], []
+    for request, by_target in m.orm.items():
+        ref = by_target.get(ORM_REFERENCE)
+        for target, summary in by_target.items():
+            rows.append(
+                [
+                    request,
+                    target,
+                    f"{summary.server_us:,.0f}",
+                    ratio(summary.server_us, ref.server_us) if ref else "-",
+                    f"{summary.ok_rps:,.0f}",
+                    ratio(summary.ok_rps, ref.ok_rps) if ref else "-",
+                    f"{summary.p50_ms:.2f}",
+                    f"{summary.p99_ms:.2f}",
+                    str(summary.errors),
+                ]
+            )
+            if ref and target != ORM_REFERENCE:
+                cost = summary.server_us / ref.server_us
+                met = "met" if cost <= ORM_GOAL else "**not met**"
+                verdicts.append(f"{request}, {target}: {cost:.2f}x the reference's CPU per request ({met})")
+    header = ["request", "target", "server CPU µs/req", "CPU vs reference", "ok/s", "ok/s vs reference"]
+    header += ["p50 ms", "p99 ms", "errors"]
+    return [
+        "## The ORM path: POST /items and GET /items",
+        "",
+        f"wrk at {m.plan.headline} connections, {m.plan.rounds} rounds, medians. `fastapi_orm` is"
+        " `benchmarks/fastapi_orm_app.py`, what the FastAPI and SQLAlchemy docs lead to: an AsyncSession per"
+        " request from a dependency, the same model and pool size, no middleware, no admission and no access log."
+        f" Goal: each variant at most {ORM_GOAL:g}x its server CPU per request.",
+        "",
+        *table(header, rows),
+        "",
+        *(f"- {verdict}" for verdict in verdicts),
         "",
     ]
 

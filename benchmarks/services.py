@@ -39,14 +39,23 @@ class Server:
 
 @contextmanager
 def serve(
-    name: str, project: Project, args: list[str], env: Mapping[str, str], cpu: int | None, logs: Path
+    name: str,
+    project: Project,
+    args: list[str],
+    env: Mapping[str, str],
+    cpu: int | None,
+    logs: Path,
+    cwd: Path | None = None,
 ) -> Iterator[Server]:
-    """Run gunicorn from the project's folder (pinned to `cpu`) until the block ends."""
+    """Run gunicorn from the project's folder, or `cwd`, (pinned to `cpu`) until the block ends.
+
+    gunicorn reads ./gunicorn.conf.py when it is given no -c: a reference served from a folder
+    without one gets gunicorn's and uvicorn-worker's own defaults."""
     port = free_port()
     pinned = ["taskset", "-c", str(cpu)] if cpu is not None else []
     command = [*pinned, project.bin("gunicorn"), *args, "--bind", f"127.0.0.1:{port}"]
     log = logs / f"{name}.log"
-    with running(command, log, cwd=project.path, env=dict(env)) as process:
+    with running(command, log, cwd=cwd or project.path, env=dict(env)) as process:
         server = Server(name, process.pid, f"http://127.0.0.1:{port}", log, " ".join([*pinned, "gunicorn", *args]))
         wait_until_ready(
             process, lambda: answers_200(f"{server.url}/healthz"), STARTUP_TIMEOUT, name=name, output=log.read_text

@@ -43,6 +43,8 @@ def test_the_benchmarks_command_writes_a_report(benchmarks_run: tuple[Path, Path
         "## GET /items/{id}: the variants against a plain FastAPI app",
         "## Knee and overload",
         "### Targets",
+        "## Where a request's CPU goes",
+        "## The ORM path: POST /items and GET /items",
         "## The threadpool experiment",
         "## What each choice costs",
         "## How it was run",
@@ -55,6 +57,16 @@ def test_the_benchmarks_command_writes_a_report(benchmarks_run: tuple[Path, Path
             assert f"| {target} | {multiple} |" in report, (target, multiple)
         assert f"| {target} | server CPU per 503" in report, "the refusal cost is judged for each target"
     assert "CPU vs FastAPI" in report
+    for level in (1, 16):
+        assert f"| fastapi_logged | {level} |" in report, "the bound with only an access line added"
+    for request in ("POST /items", "GET /items"):
+        for target in ("fastapi_orm", "async"):
+            [row] = [line for line in report.splitlines() if line.startswith(f"| {request} | {target} |")]
+            assert row.split(" | ")[4] != "0", f"{request} on {target} served nothing: {row}"
+            assert row.rstrip(" |").endswith("| 0"), f"{request} on {target} answered errors: {row}"
+    profile = report.split("## Where a request's CPU goes")[1].split("\n## ")[0]
+    for component in ("SQLAlchemy (pool, execution, greenlets)", "uvicorn's HTTP protocol (httptools)"):
+        assert f"| {component} |" in profile, component
     [ablation] = [line for line in report.splitlines() if line.startswith("| as first generated:")]
     served = ablation.split(" | ")[1]  # req/s (slowest-fastest)
     assert not served.startswith("0 "), f"the orm ablation served nothing: {ablation}"

@@ -21,9 +21,11 @@ refused = 0  -- 503 answers, counted in each thread's own Lua state
 setup = function(thread)
   table.insert(threads, thread)
 end
+local method, body = METHOD, BODY
+local headers = body and {["Content-Type"] = "application/json"} or nil
 request = function()
   next_path = next_path % #paths + 1
-  return wrk.format("GET", paths[next_path])
+  return wrk.format(method, paths[next_path], headers, body)
 end
 response = function(status, headers, body)
   if status == 503 then refused = refused + 1 end
@@ -84,12 +86,16 @@ def run_load(
     warmup: float,
     cpu: int | None,
     progress: Callable[[str], None],
+    method: str = "GET",
+    body: str | None = None,
 ) -> list[LoadLevel]:
+    """wrk at each concurrency of `levels`; a `body` is sent as JSON with every request."""
     wrk = require_wrk()
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as scratch:
         script = Path(scratch) / "items.lua"
         table = ",".join(json.dumps(path) for path in paths)  # a Lua string is a JSON one here
-        script.write_text(SCRIPT.replace("PATHS", "{" + table + "}"))
+        code = SCRIPT.replace("PATHS", "{" + table + "}").replace("METHOD", json.dumps(method))
+        script.write_text(code.replace("BODY", json.dumps(body) if body is not None else "nil"))
         if warmup > 0:
             progress(f"load: warming up for {warmup:g} s at {max(levels)} connections")
             _wrk(wrk, script, url, max(levels), warmup, cpu)
