@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -75,3 +75,42 @@ def ancestors(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[Readab
         span = by_id[span.parent.span_id]
         found.append(span)
     return found
+
+
+def batching_provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    """A provider that holds its spans as a service's does, far longer than a test runs."""
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=600_000))
+    return provider
+
+
+def test_the_lifespan_exports_the_spans_of_the_provider_it_made(
+    settings: Settings,
+    migrated: None,
+    exporter: InMemorySpanExporter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker stopped by SIGTERM runs no atexit hook: its spans are exported as its lifespan
+    ends, or never."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setattr(tracing, "provider_from_environment", lambda: batching_provider(exporter))
+    app = create_app(settings)
+    assert app.state.tracer_provider is not None
+    with TestClient(app) as client:
+        assert client.get("/items/1").status_code == 404
+        assert exporter.get_finished_spans() == ()  # still in the batch
+    assert [span for span in exporter.get_finished_spans() if span.kind == SpanKind.SERVER]
+
+
+def test_a_provider_given_is_left_to_its_caller(
+    settings: Settings, migrated: None, exporter: InMemorySpanExporter
+) -> None:
+    provider = batching_provider(exporter)
+    app = create_app(settings)
+    tracing.instrument_app(app, provider)
+    with TestClient(app) as client:
+        assert client.get("/items/1").status_code == 404
+    assert exporter.get_finished_spans() == ()  # not shut down, so not flushed
+    provider.force_flush()
+    assert [span for span in exporter.get_finished_spans() if span.kind == SpanKind.SERVER]
+    provider.shutdown()

@@ -9,15 +9,19 @@ environment.
 The packages are the `tracing` extra (`pip install '.[tracing]'`, `uv sync --extra tracing`),
 imported only when tracing is on: a service without it neither installs nor loads them. Each
 worker makes its own tracer provider (create_app runs after the fork), so no exporter thread is
-shared across processes. Instrumented: FastAPI (a server span per request), SQLAlchemy (a span
-per statement) and the driver ({{ 'asyncpg' if cookiecutter.db_driver == 'async' else 'psycopg' }}).
+shared across processes, and shuts it down as its lifespan ends, which exports the spans it
+still holds (exported_at_shutdown). Instrumented: FastAPI (a server span per request), SQLAlchemy
+(a span per statement) and the driver ({{ 'asyncpg' if cookiecutter.db_driver == 'async' else 'psycopg' }}).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
+
+import anyio.to_thread
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -63,13 +67,19 @@ def provider_from_environment() -> TracerProvider:
 
 
 def instrument_app(app: FastAPI, provider: TracerProvider | None = None) -> None:
-    """Trace the app's requests, and (through app.state) the engine the lifespan opens."""
+    """Trace the app's requests, and (through app.state) the engine the lifespan opens.
+
+    With no provider given, one is made from the environment, and the lifespan shuts it down
+    (exported_at_shutdown); a provider given is its caller's to shut down.
+    """
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     from .db import instrument_driver
 
+    own = provider is None
     provider = provider or provider_from_environment()
     app.state.tracer_provider = provider
+    app.state.own_tracer_provider = provider if own else None
     # /metrics and the probes are scraped every few seconds: spans of them would drown the rest.
     FastAPIInstrumentor.instrument_app(
         app, tracer_provider=provider, excluded_urls="/metrics,/healthz,/readyz"
@@ -82,3 +92,22 @@ def instrument_engine(engine: Engine, provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
     SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+
+
+@asynccontextmanager
+async def exported_at_shutdown(app: FastAPI) -> AsyncIterator[None]:
+    """While the app runs; then the tracer provider instrument_app made is shut down, which
+    exports what its batches still hold (up to OTEL_BSP_SCHEDULE_DELAY, 5 s, of spans).
+
+    The SDK's own atexit hook is not enough: a worker stopped by SIGTERM ends by raising the
+    signal again with its default action (uvicorn does, after the lifespan), and a process killed
+    by a signal runs no atexit hooks, so every deploy would lose each worker's last spans.
+    """
+    try:
+        yield
+    finally:
+        provider = getattr(app.state, "own_tracer_provider", None)
+        if provider is not None:
+            # Blocking (the export waits for the collector, up to OTEL_EXPORTER_OTLP_TIMEOUT):
+            # in a thread, off the event loop.
+            await anyio.to_thread.run_sync(provider.shutdown)
