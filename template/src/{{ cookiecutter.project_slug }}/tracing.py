@@ -27,8 +27,11 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
     from sqlalchemy import Engine
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# /metrics and the probes are asked every few seconds: spans of them would drown the rest.
+UNTRACED_PATHS = ("/metrics", "/healthz", "/readyz")
 
 
 def enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -80,11 +83,33 @@ def instrument_app(app: FastAPI, provider: TracerProvider | None = None) -> None
     provider = provider or provider_from_environment()
     app.state.tracer_provider = provider
     app.state.own_tracer_provider = provider if own else None
-    # /metrics and the probes are scraped every few seconds: spans of them would drown the rest.
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=provider, excluded_urls="/metrics,/healthz,/readyz"
+        app, tracer_provider=provider, excluded_urls=",".join(UNTRACED_PATHS)
     )
+    app.add_middleware(Untraced, paths=UNTRACED_PATHS)
     instrument_driver(provider)  # db.py: this project's driver
+
+
+class Untraced:
+    """Requests to these paths run with instrumentation suppressed, queries and all.
+
+    Excluding a path from FastAPIInstrumentor only drops the request's server span: the queries
+    /readyz runs would still be traced, each a trace of its own with no request above it.
+    """
+
+    def __init__(self, app: ASGIApp, paths: tuple[str, ...]) -> None:
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+        self.app = app
+        self.paths = frozenset(paths)
+        self.suppressed = suppress_instrumentation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            with self.suppressed():  # a context variable: threads the request starts inherit it
+                await self.app(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def instrument_engine(engine: Engine, provider: TracerProvider) -> None:
