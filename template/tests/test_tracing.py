@@ -2,12 +2,16 @@
 
 from collections.abc import Iterator
 
+import anyio.to_thread
 import pytest
+from fastapi.responses import PlainTextResponse
 from fastapi.testclient import TestClient
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from starlette.types import Receive, Scope, Send
 
 from {{ cookiecutter.project_slug }} import tracing
 from {{ cookiecutter.project_slug }}.main import create_app
@@ -75,3 +79,61 @@ def ancestors(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[Readab
         span = by_id[span.parent.span_id]
         found.append(span)
     return found
+
+
+def batching_provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    """A provider that holds its spans as a service's does, far longer than a test runs."""
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=600_000))
+    return provider
+
+
+def test_the_lifespan_exports_the_spans_of_the_provider_it_made(
+    settings: Settings,
+    migrated: None,
+    exporter: InMemorySpanExporter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker stopped by SIGTERM runs no atexit hook: its spans are exported as its lifespan
+    ends, or never."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setattr(tracing, "provider_from_environment", lambda: batching_provider(exporter))
+    app = create_app(settings)
+    assert app.state.tracer_provider is not None
+    with TestClient(app) as client:
+        assert client.get("/items/1").status_code == 404
+        assert exporter.get_finished_spans() == ()  # still in the batch
+    assert [span for span in exporter.get_finished_spans() if span.kind == SpanKind.SERVER]
+
+
+def test_a_provider_given_is_left_to_its_caller(
+    settings: Settings, migrated: None, exporter: InMemorySpanExporter
+) -> None:
+    provider = batching_provider(exporter)
+    app = create_app(settings)
+    tracing.instrument_app(app, provider)
+    with TestClient(app) as client:
+        assert client.get("/items/1").status_code == 404
+    assert exporter.get_finished_spans() == ()  # not shut down, so not flushed
+    provider.force_flush()
+    assert [span for span in exporter.get_finished_spans() if span.kind == SpanKind.SERVER]
+    provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("path", "traced"),
+    [("/readyz", False), ("/healthz", False), ("/metrics", False), ("/items/1", True)],
+)
+def test_the_probes_and_metrics_run_untraced_down_to_their_queries(path: str, traced: bool) -> None:
+    """Not only without a server span: /readyz's query, even in a worker thread, makes no span
+    either (it would be a trace of its own, every few seconds)."""
+    seen: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(is_instrumentation_enabled())
+        seen.append(await anyio.to_thread.run_sync(is_instrumentation_enabled))
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    client = TestClient(tracing.Untraced(app, tracing.UNTRACED_PATHS))  # no lifespan: not entered
+    assert client.get(path).status_code == 200
+    assert seen == [traced, traced]

@@ -7,4 +7,5 @@
 - services: a generated service installed and served by gunicorn, and its database
 - deploy: a project rendered for a deployment target, and the offline checkers of its files
 - fake_postgres: a fake PostgreSQL server, for failures a real one cannot show on demand
+- otlp: a fake OpenTelemetry collector (OTLP over HTTP), for the spans a service exports
 """

@@ -36,7 +36,8 @@ STARTUP_TIMEOUT = 30  # seconds for gunicorn to answer /healthz
 MISSING_ID = 2**62  # a valid bigint no test creates
 
 # A service's environment is ours, minus anything that would steer it: the variables it reads
-# (its settings are DB_*, PGBOUNCER*, and the bench endpoints' BENCH_*) and those of Python and gunicorn.
+# (its settings are DB_*, PGBOUNCER*, and the bench endpoints' BENCH_*; OTEL_* turns tracing on)
+# and those of Python and gunicorn.
 STEERING = (
     "VIRTUAL_ENV",
     "PYTHONPATH",
@@ -47,7 +48,7 @@ STEERING = (
     "GRACEFUL_TIMEOUT",
     "GUNICORN_CMD_ARGS",
 )
-STEERING_PREFIXES = ("DB_", "PGBOUNCER", "BENCH_")
+STEERING_PREFIXES = ("DB_", "PGBOUNCER", "BENCH_", "OTEL_")
 
 
 @dataclass(frozen=True)

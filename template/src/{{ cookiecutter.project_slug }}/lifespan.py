@@ -18,6 +18,7 @@ from .capacity import wording
 from .db import open_database
 from .metrics import AdmissionMetrics
 from .settings import Settings
+from .tracing import exported_at_shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ class CapacityError(RuntimeError):
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     apply_capacity_plan(app, settings)
-    async with open_database(app, settings):
+    # Spans are exported last, after the pool is disposed: nothing traced is left behind.
+    async with exported_at_shutdown(app), open_database(app, settings):
         yield
 
 

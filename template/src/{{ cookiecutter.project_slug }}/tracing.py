@@ -9,22 +9,29 @@ environment.
 The packages are the `tracing` extra (`pip install '.[tracing]'`, `uv sync --extra tracing`),
 imported only when tracing is on: a service without it neither installs nor loads them. Each
 worker makes its own tracer provider (create_app runs after the fork), so no exporter thread is
-shared across processes. Instrumented: FastAPI (a server span per request), SQLAlchemy (a span
-per statement) and the driver ({{ 'asyncpg' if cookiecutter.db_driver == 'async' else 'psycopg' }}).
+shared across processes, and shuts it down as its lifespan ends, which exports the spans it
+still holds (exported_at_shutdown). Instrumented: FastAPI (a server span per request), SQLAlchemy
+(a span per statement) and the driver ({{ 'asyncpg' if cookiecutter.db_driver == 'async' else 'psycopg' }}).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
+
+import anyio.to_thread
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
     from sqlalchemy import Engine
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# /metrics and the probes are asked every few seconds: spans of them would drown the rest.
+UNTRACED_PATHS = ("/metrics", "/healthz", "/readyz")
 
 
 def enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -63,18 +70,46 @@ def provider_from_environment() -> TracerProvider:
 
 
 def instrument_app(app: FastAPI, provider: TracerProvider | None = None) -> None:
-    """Trace the app's requests, and (through app.state) the engine the lifespan opens."""
+    """Trace the app's requests, and (through app.state) the engine the lifespan opens.
+
+    With no provider given, one is made from the environment, and the lifespan shuts it down
+    (exported_at_shutdown); a provider given is its caller's to shut down.
+    """
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     from .db import instrument_driver
 
+    own = provider is None
     provider = provider or provider_from_environment()
     app.state.tracer_provider = provider
-    # /metrics and the probes are scraped every few seconds: spans of them would drown the rest.
+    app.state.own_tracer_provider = provider if own else None
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=provider, excluded_urls="/metrics,/healthz,/readyz"
+        app, tracer_provider=provider, excluded_urls=",".join(UNTRACED_PATHS)
     )
+    app.add_middleware(Untraced, paths=UNTRACED_PATHS)
     instrument_driver(provider)  # db.py: this project's driver
+
+
+class Untraced:
+    """Requests to these paths run with instrumentation suppressed, queries and all.
+
+    Excluding a path from FastAPIInstrumentor only drops the request's server span: the queries
+    /readyz runs would still be traced, each a trace of its own with no request above it.
+    """
+
+    def __init__(self, app: ASGIApp, paths: tuple[str, ...]) -> None:
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+        self.app = app
+        self.paths = frozenset(paths)
+        self.suppressed = suppress_instrumentation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            with self.suppressed():  # a context variable: threads the request starts inherit it
+                await self.app(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def instrument_engine(engine: Engine, provider: TracerProvider) -> None:
@@ -82,3 +117,22 @@ def instrument_engine(engine: Engine, provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
     SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+
+
+@asynccontextmanager
+async def exported_at_shutdown(app: FastAPI) -> AsyncIterator[None]:
+    """While the app runs; then the tracer provider instrument_app made is shut down, which
+    exports what its batches still hold (up to OTEL_BSP_SCHEDULE_DELAY, 5 s, of spans).
+
+    The SDK's own atexit hook is not enough: a worker stopped by SIGTERM ends by raising the
+    signal again with its default action (uvicorn does, after the lifespan), and a process killed
+    by a signal runs no atexit hooks, so every deploy would lose each worker's last spans.
+    """
+    try:
+        yield
+    finally:
+        provider = getattr(app.state, "own_tracer_provider", None)
+        if provider is not None:
+            # Blocking (the export waits for the collector, up to OTEL_EXPORTER_OTLP_TIMEOUT):
+            # in a thread, off the event loop.
+            await anyio.to_thread.run_sync(provider.shutdown)
