@@ -305,8 +305,9 @@ def profile_section(m: Any) -> list[str]:
         "## Where a request's CPU goes",
         "",
         f"py-spy sampling one worker of each target while wrk loads it at {head} connections"
-        f" ({m.plan.profile_seconds:g} s, every thread), each sample put down to the component of its innermost"
-        " frame that belongs to one (`benchmarks/profile.py` has the rules); µs per request are each share of"
+        f" ({m.plan.profile_seconds:g} s, the thread holding the GIL: the one running Python), each sample put"
+        " down to the component of its innermost frame that belongs to one (`benchmarks/profile.py` has the"
+        " rules); C code that releases the GIL (libpq, epoll) is not counted. µs per request are each share of"
         f" the server CPU per request measured at {head} connections in the table above.",
         "",
         *table(["component", *(f"{t}: µs/req (share)" for t in targets)], rows),

@@ -169,11 +169,6 @@ def test_the_extra_alone_was_installed(traced: Traced) -> None:
     assert "pytest" not in installed, "the test extra is installed too"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="opentelemetry-instrumentation-sqlalchemy (0.66b1, the newest) supports SQLAlchemy < 2.1 only: "
-    "with 2.1 each worker logs an ERROR as its lifespan starts, and SQLAlchemy makes no spans (the driver's do)",
-)
 def test_the_workers_log_no_errors(traced: Traced) -> None:
     errors = [line for line in traced.output.splitlines() if line.startswith("[ERROR]")]
     assert errors == []

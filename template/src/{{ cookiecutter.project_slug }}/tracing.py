@@ -11,11 +11,12 @@ imported only when tracing is on: a service without it neither installs nor load
 worker makes its own tracer provider (create_app runs after the fork), so no exporter thread is
 shared across processes, and shuts it down as its lifespan ends, which exports the spans it
 still holds (exported_at_shutdown). Instrumented: FastAPI (a server span per request), SQLAlchemy
-(a span per statement) and the driver ({{ 'asyncpg' if cookiecutter.db_driver == 'async' else 'psycopg' }}).
+(a span per statement, where its instrumentation supports the SQLAlchemy installed) and the driver ({{ 'asyncpg' if cookiecutter.db_driver == 'async' else 'psycopg' }}).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from sqlalchemy import Engine
     from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 # /metrics and the probes are asked every few seconds: spans of them would drown the rest.
@@ -113,10 +116,22 @@ class Untraced:
 
 
 def instrument_engine(engine: Engine, provider: TracerProvider) -> None:
-    """A span per statement the engine runs, children of the request's span."""
+    """A span per statement the engine runs, children of the request's span, where the
+    SQLAlchemy instrumentation supports the SQLAlchemy installed.
+
+    Where it does not (a new SQLAlchemy release comes before the instrumentation's), it would
+    log an error in every worker and make no spans: the driver's spans still cover every
+    statement, so the worker says so once, at INFO, and goes on.
+    """
+    from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+    instrumentor = SQLAlchemyInstrumentor()
+    conflict = get_dependency_conflicts(instrumentor.instrumentation_dependencies())
+    if conflict is not None:
+        logger.info("no SQLAlchemy spans (the driver's spans remain): %s", conflict)
+        return
+    instrumentor.instrument(engine=engine, tracer_provider=provider)
 
 
 @asynccontextmanager
