@@ -15,6 +15,8 @@ from asgi_correlation_id import correlation_id
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.project_slug }}.logs import ACCESS_LOGGER, logging_config, valid_request_id
+from {{ cookiecutter.project_slug }}.main import create_app
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 
 @pytest.mark.parametrize("value", ["a", "0123456789abcdef" * 8, "client-id_1.A", "ABC.def-ghi_0"])
@@ -53,6 +55,20 @@ def test_a_refusal_and_a_404_carry_the_request_id(client: TestClient) -> None:
     assert refused.headers["X-Request-ID"] == "refused-1"
     missing = client.get("/nowhere", headers={"X-Request-ID": "missing-1"})
     assert missing.headers["X-Request-ID"] == "missing-1"
+
+
+def test_a_bugs_500_carries_the_request_id(settings: Settings, migrated: None) -> None:
+    app = create_app(settings)
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/broken", headers={"X-Request-ID": "bug-1"})
+    assert answer.status_code == 500
+    assert answer.json() == {"detail": "Internal Server Error"}
+    assert answer.headers["X-Request-ID"] == "bug-1"
 
 
 def count(metrics: str, route: str, status: int) -> float:

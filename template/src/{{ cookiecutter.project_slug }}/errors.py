@@ -18,6 +18,11 @@ A body that is not UTF-8, or is nested past the parser's limit, never gets this 
 answers it 400 {"detail": "There was an error parsing the body"} (see responses.py). Surrogates
 written as UTF-8 bytes are the exception: Python's parser lets them through as lone surrogates.
 
+500: an exception no handler takes is answered by Starlette's outermost middleware, outside the
+request ID's, so its 500 went out without X-Request-ID, the one answer an operator most needs
+to find in the log. `internal_error` answers it with the ID; the exception then goes on to be
+logged with its traceback (and the same ID) as before.
+
 405: Starlette's router answers with the Allow header of the first route whose path matched,
 so `PUT /items/1` said `Allow: GET` although PATCH and DELETE are served there too. The Allow
 header is made here from the OpenAPI document: every method it lists for the path.
@@ -29,6 +34,7 @@ import re
 from contextlib import suppress
 from typing import Any
 
+from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
@@ -122,6 +128,14 @@ async def http_error(request: Request, error: Exception) -> Response:
     return await http_exception_handler(request, error)
 
 
+async def internal_error(request: Request, error: Exception) -> JSONResponse:
+    """A bug's 500, with the request's ID (set by the request ID middleware, still current)."""
+    request_id = correlation_id.get()
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return JSONResponse({"detail": "Internal Server Error"}, status_code=500, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, unprocessable)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)  # Starlette's outermost middleware

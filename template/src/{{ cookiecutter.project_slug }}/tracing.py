@@ -11,7 +11,8 @@ imported only when tracing is on: a service without it neither installs nor load
 worker makes its own tracer provider (create_app runs after the fork), so no exporter thread is
 shared across processes, and shuts it down as its lifespan ends, which exports the spans it
 still holds (exported_at_shutdown). Instrumented: FastAPI (a server span per request), SQLAlchemy
-(a span per statement, where its instrumentation supports the SQLAlchemy installed) and the driver ({{ 'asyncpg' if cookiecutter.db_driver == 'async' else 'psycopg' }}).
+(a span per statement, where its instrumentation supports the SQLAlchemy installed) and the
+driver ({{ 'asyncpg' if cookiecutter.db_driver == 'async' else 'psycopg' }}).
 """
 
 from __future__ import annotations
