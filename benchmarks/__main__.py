@@ -535,7 +535,9 @@ class Context:
             servers = self.servers(stack, ["fastapi_orm", *variants], "orm ")
             for name, (method, path, body) in ORM_REQUESTS.items():
                 progress(f"{name} at {self.plan.headline} connections, {self.plan.rounds} rounds")
-                found = self.take_turns(servers, dict.fromkeys(servers, [path]), [self.plan.headline], method, body)
+                found = self.take_turns(
+                    servers, {target: [path] for target in servers}, [self.plan.headline], method, body
+                )
                 self.measured.orm[name] = {target: summary for target, [summary] in found.items()}
 
     def measure_threadpool(self, variants: list[str]) -> None:

@@ -18,7 +18,10 @@ from pathlib import Path
 COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("event loop and gunicorn's worker", ("uvloop/", "asyncio/", "gunicorn/", "uvicorn_worker/", "/worker.py")),
     ("uvicorn's HTTP protocol (httptools)", ("uvicorn/",)),
-    ("Starlette's and FastAPI's own middleware", ("starlette/middleware/", "fastapi/middleware/", "_asgi.py", "_body_limit.py")),
+    (
+        "Starlette's and FastAPI's own middleware",
+        ("starlette/middleware/", "fastapi/middleware/", "_asgi.py", "_body_limit.py"),
+    ),
     ("request ID (asgi-correlation-id)", ("asgi_correlation_id/",)),
     ("metrics (prometheus_client)", ("prometheus_client/",)),
     ("access line and logging", ("logging/", "pythonjsonlogger/")),
@@ -26,7 +29,10 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("early refusal and admission", ("/early_refusal.py", "/admission.py")),
     ("deadline (overload.py)", ("/overload.py",)),
     ("AnyIO (cancel scopes, the thread pool's hand-offs)", ("anyio/",)),
-    ("routing and request handling (Starlette, FastAPI)", ("starlette/", "fastapi/routing.py", "fastapi/applications.py")),
+    (
+        "routing and request handling (Starlette, FastAPI)",
+        ("starlette/", "fastapi/routing.py", "fastapi/applications.py"),
+    ),
     ("dependency injection (FastAPI)", ("fastapi/dependencies/",)),
     ("the service's dependencies (db.py)", ("/db.py",)),
     ("SQLAlchemy (pool, execution, greenlets)", ("sqlalchemy/", "greenlet")),
