@@ -8,7 +8,13 @@ import asyncio
 
 import pytest
 
-from {{ cookiecutter.project_slug }}.admission import AdmissionGate, OverloadedError
+from {{ cookiecutter.project_slug }}.admission import (
+    CURRENT_HOLD,
+    AdmissionGate,
+    Hold,
+    OverloadedError,
+    note_new_connection,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -159,3 +165,22 @@ async def test_the_mean_hold_time_follows_what_requests_measure() -> None:
         await g.acquire()
         g.release(0.004)
     assert g.mean_hold == pytest.approx(0.004, rel=0.01)
+
+
+async def test_a_hold_that_opened_a_connection_is_left_out_of_the_mean() -> None:
+    g = gate()
+    await g.acquire()
+    g.release(0.010)
+    mean = g.mean_hold
+    hold = Hold()
+    token = CURRENT_HOLD.set(hold)
+    try:
+        note_new_connection()  # what the pool's connect event calls while the request runs
+    finally:
+        CURRENT_HOLD.reset(token)
+    assert hold.opened_connection
+    await g.acquire()
+    g.release(2.0, measured=not hold.opened_connection)
+    assert g.mean_hold == mean, "a connect's two seconds would have made the mean 10x"
+    assert g.free == g.permits
+    note_new_connection()  # outside a request: nothing to mark, and no error

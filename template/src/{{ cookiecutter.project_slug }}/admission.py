@@ -43,6 +43,7 @@ handlers without a database dependency are never refused.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -200,9 +201,13 @@ class AdmissionGate:
             self._queued -= 1
             waiter.future.set_exception(OverloadedError())
 
-    def release(self, held: float) -> None:
-        """Give a permit back after holding it `held` seconds: to a waiter, or to the pool."""
-        self.mean_hold += HOLD_TIME_SMOOTHING * (held - self.mean_hold)
+    def release(self, held: float, measured: bool = True) -> None:
+        """Give a permit back after holding it `held` seconds: to a waiter, or to the pool.
+
+        measured=False: the hold is not one to learn from (it included opening a connection).
+        """
+        if measured:
+            self.mean_hold += HOLD_TIME_SMOOTHING * (held - self.mean_hold)
         self._pass_on()
 
     def _pass_on(self) -> None:
@@ -221,6 +226,34 @@ class AdmissionGate:
             if not waiter.future.done():  # else it timed out or was cancelled while waiting
                 return waiter
         return None
+
+
+class Hold:
+    """An admitted request's hold of a permit, marked when it opened a new connection."""
+
+    __slots__ = ("opened_connection",)
+
+    def __init__(self) -> None:
+        self.opened_connection = False
+
+
+# The running request's hold (threads of sync handlers see it too: they run in a copy of the
+# request's context, and the Hold is shared).
+CURRENT_HOLD: contextvars.ContextVar[Hold | None] = contextvars.ContextVar(
+    "admission.hold", default=None
+)
+
+
+def note_new_connection(*_: object) -> None:
+    """The pool's connect event (db.py): the running request opened a connection.
+
+    Opening one takes many times a query's hold (a worker's first requests, every request
+    after the database restarted), and a mean fed with those holds would refuse requests the
+    warm pool serves at once: such holds are left out of the mean.
+    """
+    hold = CURRENT_HOLD.get()
+    if hold is not None:
+        hold.opened_connection = True
 
 
 async def require_admission(request: Request) -> None:
@@ -282,10 +315,13 @@ class AdmissionRoute(APIRoute):
                 prepared: Response = state.refusal
                 return prepared
             request.scope[ADMITTED] = True
+            hold = Hold()
+            token = CURRENT_HOLD.set(hold)
             started = gate.clock()
             try:
                 return await handle(request)
             finally:
-                gate.release(gate.clock() - started)
+                CURRENT_HOLD.reset(token)
+                gate.release(gate.clock() - started, measured=not hold.opened_connection)
 
         return admit_then_handle
