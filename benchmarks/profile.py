@@ -1,6 +1,7 @@
 """Where a request's server CPU goes: py-spy samples one worker under wrk's load, and each sample
-holding the GIL is put down to the component of its innermost frame that belongs to one (the access line's JSON
-is the logging's, not the standard library's; asyncpg called by SQLAlchemy is the driver's).
+of the thread holding the GIL is put down to the component of its innermost frame that belongs
+to one (the access line's JSON is the logging's, not the standard library's; asyncpg called by
+SQLAlchemy is the driver's).
 
 The components are rules on the frames' file paths, below; a sample none of them claims is
 "other". Hand-written because py-spy writes flame graphs and raw stacks, not a table of costs.
@@ -68,8 +69,7 @@ def shares(collapsed: Path) -> dict[str, float]:
     counts: Counter[str] = Counter()
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
         if stack and count.isdigit():
-            counts[component(frames)] += int(count)
+            counts[component(stack.split(";"))] += int(count)
     total = sum(counts.values())
     return {name: counts[name] / total for name, _ in [*COMPONENTS, (OTHER, ())] if counts[name]} if total else {}
